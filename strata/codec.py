@@ -1,0 +1,225 @@
+"""Versioned columnar wire codec for Kafka message values (docs/formats.md).
+
+Every message starts with a 4-byte header: magic ``b"SB"``, format version (u8), kind
+(u8). All integers are little-endian. Readers accept every version ever written; anything
+else raises :class:`UnreadableMessage`, whose reason the store runtime sends to the
+dead-letter topic.
+
+Version 1 kinds:
+
+- ``POINTS`` (1): one (org, metric) batch of points as three columns sid/ts/value.
+- ``SERIES`` (2): series announcements for the indexes: sid, index bucket, metric type,
+  interval and the canonical tags of each series.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
+
+MAGIC = b"SB"
+VERSION = 1
+_HEADER = struct.Struct("<2sBB")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+_LE_SID = SID_DTYPE.newbyteorder("<")
+_LE_TS = TS_DTYPE.newbyteorder("<")
+_LE_VALUE = VALUE_DTYPE.newbyteorder("<")
+_LE_U32 = np.dtype("<u4")
+
+
+class Kind(IntEnum):
+    POINTS = 1
+    SERIES = 2
+
+
+class UnreadableMessage(ValueError):
+    """A message this reader cannot decode; ``reason`` says why (goes to the dead letters)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class PointBatch:
+    """Points of one (org, metric). Columns have equal length; rows are unordered."""
+
+    org: str
+    metric: str
+    sid: npt.NDArray[np.uint64]
+    ts: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return int(self.sid.size)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesBatch:
+    """Series announcements of one (org, metric): one row per (series, index bucket)."""
+
+    org: str
+    metric: str
+    sid: npt.NDArray[np.uint64]
+    bucket: npt.NDArray[np.int64]
+    mtype: npt.NDArray[np.uint8]
+    interval: npt.NDArray[np.uint32]
+    tags: tuple[tuple[str, ...], ...]
+
+    def __len__(self) -> int:
+        return int(self.sid.size)
+
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    if len(b) > 0xFFFF:
+        raise ValueError("string too long for the wire format")
+    return _U16.pack(len(b)) + b
+
+
+def encode_points(batch: PointBatch) -> bytes:
+    n = len(batch)
+    if batch.ts.size != n or batch.value.size != n:
+        raise ValueError("columns of a point batch must have equal length")
+    return b"".join(
+        (
+            _HEADER.pack(MAGIC, VERSION, Kind.POINTS),
+            _str(batch.org),
+            _str(batch.metric),
+            _U32.pack(n),
+            batch.sid.astype(_LE_SID, copy=False).tobytes(),
+            batch.ts.astype(_LE_TS, copy=False).tobytes(),
+            batch.value.astype(_LE_VALUE, copy=False).tobytes(),
+        )
+    )
+
+
+def encode_series(batch: SeriesBatch) -> bytes:
+    n = len(batch)
+    cols = (batch.bucket, batch.mtype, batch.interval)
+    if any(c.size != n for c in cols) or len(batch.tags) != n:
+        raise ValueError("columns of a series batch must have equal length")
+    # Canonical tags never contain "," (normalisation replaces it), so it is a safe joiner.
+    blobs = [",".join(t).encode() for t in batch.tags]
+    offsets = np.zeros(n + 1, dtype=_LE_U32)
+    if n:
+        np.cumsum([len(b) for b in blobs], out=offsets[1:])
+    return b"".join(
+        (
+            _HEADER.pack(MAGIC, VERSION, Kind.SERIES),
+            _str(batch.org),
+            _str(batch.metric),
+            _U32.pack(n),
+            batch.sid.astype(_LE_SID, copy=False).tobytes(),
+            batch.bucket.astype(_LE_TS, copy=False).tobytes(),
+            batch.mtype.astype(np.uint8, copy=False).tobytes(),
+            batch.interval.astype(_LE_U32, copy=False).tobytes(),
+            offsets.tobytes(),
+            b"".join(blobs),
+        )
+    )
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = _HEADER.size
+
+    def take(self, size: int) -> memoryview:
+        end = self.pos + size
+        if size < 0 or end > len(self.buf):
+            raise UnreadableMessage(f"truncated message: need {end} bytes, have {len(self.buf)}")
+        view = memoryview(self.buf)[self.pos : end]
+        self.pos = end
+        return view
+
+    def u32(self) -> int:
+        return int(_U32.unpack(self.take(4))[0])
+
+    def string(self) -> str:
+        (size,) = _U16.unpack(self.take(2))
+        try:
+            return bytes(self.take(size)).decode()
+        except UnicodeDecodeError as exc:
+            raise UnreadableMessage(f"invalid UTF-8 string: {exc}") from exc
+
+    def array(self, dtype: np.dtype[np.generic], n: int) -> npt.NDArray[np.generic]:
+        raw = self.take(n * dtype.itemsize)
+        # Copy into native byte order: callers get ordinary, aligned, writable arrays.
+        return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+
+    def done(self) -> None:
+        if self.pos != len(self.buf):
+            raise UnreadableMessage(f"{len(self.buf) - self.pos} trailing bytes")
+
+
+def message_kind(buf: bytes) -> tuple[int, Kind]:
+    """Return (version, kind) of a message, or raise :class:`UnreadableMessage`."""
+    if len(buf) < _HEADER.size:
+        raise UnreadableMessage("message shorter than the header")
+    magic, version, kind = _HEADER.unpack_from(buf)
+    if magic != MAGIC:
+        raise UnreadableMessage(f"bad magic {magic!r}")
+    if version != VERSION:
+        raise UnreadableMessage(f"unsupported format version {version}")
+    try:
+        return version, Kind(kind)
+    except ValueError:
+        raise UnreadableMessage(f"unknown message kind {kind}") from None
+
+
+def decode_points(buf: bytes) -> PointBatch:
+    _, kind = message_kind(buf)
+    if kind is not Kind.POINTS:
+        raise UnreadableMessage(f"expected a points message, got {kind.name}")
+    r = _Reader(buf)
+    org, metric, n = r.string(), r.string(), r.u32()
+    sid = r.array(_LE_SID, n)
+    ts = r.array(_LE_TS, n)
+    value = r.array(_LE_VALUE, n)
+    r.done()
+    return PointBatch(org, metric, sid, ts, value)  # type: ignore[arg-type]
+
+
+def decode_series(buf: bytes) -> SeriesBatch:
+    _, kind = message_kind(buf)
+    if kind is not Kind.SERIES:
+        raise UnreadableMessage(f"expected a series message, got {kind.name}")
+    r = _Reader(buf)
+    org, metric, n = r.string(), r.string(), r.u32()
+    sid = r.array(_LE_SID, n)
+    bucket = r.array(_LE_TS, n)
+    mtype = r.array(np.dtype(np.uint8), n)
+    interval = r.array(_LE_U32, n)
+    offsets = r.array(_LE_U32, n + 1)
+    blob = bytes(r.take(int(offsets[-1]) if n else 0))
+    r.done()
+    if n and (offsets[0] != 0 or np.any(np.diff(offsets.astype(np.int64)) < 0)):
+        raise UnreadableMessage("tag offsets are not monotonic")
+    try:
+        text = blob.decode()
+    except UnicodeDecodeError as exc:
+        raise UnreadableMessage(f"invalid UTF-8 in tags: {exc}") from exc
+    bounds = offsets.tolist()
+    if len(text) != len(blob):
+        # Offsets are byte offsets; decode per series when non-ASCII is present.
+        tags = tuple(
+            tuple(t for t in blob[a:b].decode().split(",") if t)
+            for a, b in itertools.pairwise(bounds)
+        )
+    else:
+        tags = tuple(
+            tuple(t for t in text[a:b].split(",") if t) for a, b in itertools.pairwise(bounds)
+        )
+    return SeriesBatch(org, metric, sid, bucket, mtype, interval, tags)  # type: ignore[arg-type]

@@ -1,0 +1,37 @@
+"""Typed settings, one object per service, read once from ``STRATA_*`` environment variables.
+
+Services subclass :class:`CommonSettings`; ``load()`` is called once in the service's
+``__main__`` and the object is passed down. Every field and default is listed in
+docs/operations.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service shares: where the data, Kafka, Redis and keys are."""
+
+    model_config = SettingsConfigDict(env_prefix="STRATA_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default=Path("./strata-data"), description="root of all local state")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="registry/cache Redis")
+    topic_points: str = "strata.points"
+    topic_series: str = "strata.series"
+    topic_dead_letter: str = "strata.dead-letter"
+    partitions: int = Field(default=4, ge=1, description="partitions per topic when created")
+    keys_file: Path | None = Field(default=None, description="defaults to DATA_DIR/keys.json")
+    log_level: str = "INFO"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file if self.keys_file is not None else self.data_dir / "keys.json"
+
+    @classmethod
+    def load(cls) -> CommonSettings:
+        return cls()
