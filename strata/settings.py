@@ -27,6 +27,12 @@ class CommonSettings(BaseSettings):
     partitions: int = Field(default=4, ge=1, description="partitions per topic when created")
     keys_file: Path | None = Field(default=None, description="defaults to DATA_DIR/keys.json")
     log_level: str = "INFO"
+    # Each service process serves HTTP (public API or internal read API) on one port.
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=None, description="None = the service's default port")
+    advertise_url: str | None = Field(default=None, description="URL others use to reach us")
+    instance_id: str | None = Field(default=None, description="None = <kind>-<host>-<pid>")
+    session_timeout_ms: int = Field(default=6000, description="consumer group session timeout")
 
     @property
     def keys_path(self) -> Path:
