@@ -1,0 +1,60 @@
+"""The duplicate-point rule is deterministic and order-independent (DESIGN §2)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strata.conflict import resolve
+
+points = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 5), st.floats(-1e6, 1e6, allow_nan=False)),
+    max_size=60,
+)
+
+
+def _arrays(
+    rows: list[tuple[int, int, float]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    return (
+        np.array([r[0] for r in rows], dtype=np.uint64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        np.array([r[2] for r in rows], dtype=np.float64),
+    )
+
+
+def _reference(rows: list[tuple[int, int, float]]) -> dict[tuple[int, int], float]:
+    out: dict[tuple[int, int], float] = {}
+    for sid, ts, v in rows:
+        cur = out.get((sid, ts))
+        if cur is None or (abs(v), v) > (abs(cur), cur):
+            out[(sid, ts)] = v
+    return out
+
+
+@given(points, st.randoms())
+def test_resolve_matches_reference_in_any_order(rows: list[tuple[int, int, float]], rnd) -> None:  # type: ignore[no-untyped-def]
+    shuffled = list(rows)
+    rnd.shuffle(shuffled)
+    s, t, v = resolve(*_arrays(shuffled))
+    got = {(int(a), int(b)): float(c) for a, b, c in zip(s, t, v, strict=True)}
+    assert got == _reference(rows)
+    # Output sorted by (sid, ts) with no duplicates.
+    keys = list(zip(s.tolist(), t.tolist(), strict=True))
+    assert keys == sorted(set(keys))
+
+
+@given(points)
+def test_resolve_is_idempotent(rows: list[tuple[int, int, float]]) -> None:
+    once = resolve(*_arrays(rows))
+    twice = resolve(*(np.concatenate([a, a]) for a in once))  # type: ignore[arg-type]
+    for a, b in zip(once, twice, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_ties_go_to_the_larger_value() -> None:
+    s, t, v = resolve(
+        np.array([1, 1], np.uint64), np.array([5, 5], np.int64), np.array([-3.0, 3.0])
+    )
+    assert v.tolist() == [3.0]

@@ -1,0 +1,94 @@
+"""Golden vectors: bytes written by format version 1 must decode forever (docs/formats.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from strata.codec import (
+    Kind,
+    PointBatch,
+    SeriesBatch,
+    UnreadableMessage,
+    decode_points,
+    decode_series,
+    encode_points,
+    encode_series,
+    message_kind,
+)
+
+GOLDEN = Path(__file__).parent.parent / "golden"
+
+
+def _golden(name: str) -> bytes:
+    return bytes.fromhex((GOLDEN / name).read_text().strip())
+
+
+def test_points_v1_golden_decodes() -> None:
+    raw = _golden("points_v1.hex")
+    assert message_kind(raw) == (1, Kind.POINTS)
+    b = decode_points(raw)
+    assert (b.org, b.metric) == ("acme", "system.load.1")
+    assert b.sid.tolist() == [1, 0xFEDCBA9876543210]
+    assert b.ts.tolist() == [1700000000, 1700000010]
+    assert b.value.tolist() == [0.5, -2.25]
+
+
+def test_points_v1_encoder_is_stable() -> None:
+    batch = PointBatch(
+        "acme",
+        "system.load.1",
+        np.array([1, 0xFEDCBA9876543210], np.uint64),
+        np.array([1700000000, 1700000010], np.int64),
+        np.array([0.5, -2.25]),
+    )
+    assert encode_points(batch) == _golden("points_v1.hex")
+
+
+def test_series_v1_golden_decodes() -> None:
+    raw = _golden("series_v1.hex")
+    assert message_kind(raw) == (1, Kind.SERIES)
+    s = decode_series(raw)
+    assert (s.org, s.metric) == ("acme", "system.load.1")
+    assert s.sid.tolist() == [1, 0xFEDCBA9876543210]
+    assert s.bucket.tolist() == [1699999200, 1699999200]
+    assert s.mtype.tolist() == [0, 1]
+    assert s.interval.tolist() == [0, 10]
+    assert s.tags == (("env:prod", "host:Web-1"), ("région:été",))
+
+
+def test_series_v1_encoder_is_stable() -> None:
+    batch = SeriesBatch(
+        "acme",
+        "system.load.1",
+        np.array([1, 0xFEDCBA9876543210], np.uint64),
+        np.array([1699999200, 1699999200], np.int64),
+        np.array([0, 1], np.uint8),
+        np.array([0, 10], np.uint32),
+        (("env:prod", "host:Web-1"), ("région:été",)),
+    )
+    assert encode_series(batch) == _golden("series_v1.hex")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "shorter than the header"),
+        (b"XX\x01\x01", "bad magic"),
+        (b"SB\x09\x01", "unsupported format version 9"),
+        (b"SB\x01\x07", "unknown message kind 7"),
+        (_golden("points_v1.hex")[:-3], "truncated"),
+        (_golden("points_v1.hex") + b"\x00", "trailing bytes"),
+    ],
+)
+def test_unreadable_messages_name_the_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(UnreadableMessage) as err:
+        decode_points(raw)
+    assert reason in err.value.reason
+
+
+def test_kind_mismatch_is_unreadable() -> None:
+    with pytest.raises(UnreadableMessage, match="expected a series message"):
+        decode_series(_golden("points_v1.hex"))
