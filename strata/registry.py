@@ -8,7 +8,7 @@ query service stops routing to it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import redis
@@ -38,7 +38,9 @@ class Registration:
         d: dict[str, Any] = json.loads(raw)
         d["coverage"] = {int(k): v for k, v in d.get("coverage", {}).items()}
         d["offsets"] = {int(k): v for k, v in d.get("offsets", {}).items()}
-        return cls(**d)
+        # Tolerate entries written by newer instances (rolling upgrades): drop unknown fields.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class Registry:
