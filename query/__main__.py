@@ -1,0 +1,38 @@
+"""``python -m query``: serve the query API with settings from ``STRATA_*`` variables."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import uvicorn
+
+from query.app import create_app
+from query.settings import QuerySettings
+from query.stores_client import HttpStoreClient, RegistryView
+from strata.keys import KeyStore
+from strata.registry import Registry
+
+
+def main() -> None:
+    settings = QuerySettings.load()
+    logging.basicConfig(level=settings.log_level)
+    registry = Registry(settings.redis_url)
+    view = RegistryView(registry, settings.registry_cache_seconds)
+    http = httpx.Client(timeout=settings.store_timeout_seconds)
+    client = HttpStoreClient(view, http)
+    app = create_app(settings, client, KeyStore(settings.keys_path))
+    try:
+        uvicorn.run(
+            app,
+            host=settings.http_host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        http.close()
+        registry.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The public HTTP API (FastAPI): ``/api/v1/query``, ``/api/v1/metrics``, ``/health``.
+
+Every error is a Datadog-style ``{"errors": [...]}`` body: 400 for bad input (naming the
+parameter or the query position), 403 for keys, 503 (with Retry-After) when the stores
+cannot answer yet, 502 when a store answered nonsense. Handlers are plain ``def``: the
+store clients are blocking, so FastAPI runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from query.language import QuerySyntaxError, parse_query
+from query.params import BadParameter, parse_range, parse_timestamp, required
+from query.plan import TooManySeries, execute
+from query.responses import error_body, metrics_list_response, query_response
+from query.settings import QuerySettings
+from query.stores_client import StoreClient, StoreReplyError, StoreUnavailable
+from strata.keys import KeyStore
+
+
+class Forbidden(Exception):
+    """Missing keys, unknown keys, or an API and application key of different orgs."""
+
+
+def authenticate(request: Request, keys: KeyStore) -> str:
+    """The org both keys belong to (headers win over query parameters), else Forbidden."""
+    api = request.headers.get("dd-api-key") or request.query_params.get("api_key")
+    app = request.headers.get("dd-application-key") or request.query_params.get("application_key")
+    org = keys.org_for_api_key(api)
+    if org is None or keys.org_for_app_key(app) != org:
+        raise Forbidden
+    return org
+
+
+def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> FastAPI:
+    app = FastAPI(title="Strata query", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(error_body(message), status_code=status, headers=headers)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, __: Exception) -> JSONResponse:
+        return error(403, "Forbidden")
+
+    @app.exception_handler(BadParameter)
+    @app.exception_handler(QuerySyntaxError)
+    @app.exception_handler(TooManySeries)
+    async def _bad_request(_: Request, exc: Exception) -> JSONResponse:
+        return error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+        return error(400, f"invalid request: {exc}")
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        retry = {"Retry-After": str(settings.retry_after_seconds)}
+        return error(503, f"store unavailable: {exc}", retry)
+
+    @app.exception_handler(StoreReplyError)
+    async def _bad_gateway(_: Request, exc: Exception) -> JSONResponse:
+        return error(502, f"store error: {exc}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return error(exc.status_code, str(exc.detail))
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "kind": "query"}
+
+    @app.get("/api/v1/query")
+    def query(request: Request) -> dict[str, Any]:
+        org = authenticate(request, keys)
+        params = request.query_params
+        start, end = parse_range(params.get("from"), params.get("to"))
+        text = required("query", params.get("query"))
+        parsed = parse_query(text)
+        result = execute(
+            parsed,
+            org,
+            start,
+            end,
+            client,
+            max_points=settings.max_points,
+            max_series=settings.max_series,
+        )
+        return query_response(result, text)
+
+    @app.get("/api/v1/metrics")
+    def metrics(request: Request) -> dict[str, Any]:
+        org = authenticate(request, keys)
+        start = parse_timestamp("from", request.query_params.get("from"))
+        names = client.list_metrics(org, start)
+        host = request.query_params.get("host")
+        if host:
+            # The tag index has no host filter; ask per metric (fine at catalog sizes).
+            wanted = f"host:{host}"
+            names = [m for m in names if wanted in client.metric_tags(org, m, start)]
+        return metrics_list_response(start, names)
+
+    return app

@@ -1,0 +1,38 @@
+"""Query service settings: :class:`strata.settings.CommonSettings` plus the query's own fields.
+
+Read once in ``query.__main__`` and passed down; every field is listed in docs/query.md.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from strata.settings import CommonSettings
+
+DEFAULT_PORT = 8101
+
+
+class QuerySettings(CommonSettings):
+    """``STRATA_*`` environment for ``python -m query``."""
+
+    max_points: int = Field(
+        default=300, ge=1, description="most points per series; picks the rollup interval"
+    )
+    max_series: int = Field(
+        default=100_000, ge=1, description="most series one query may aggregate (else 400)"
+    )
+    store_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="timeout of each request to a store's read API"
+    )
+    registry_cache_seconds: float = Field(
+        default=1.0, ge=0, description="how long discovered store instances are reused"
+    )
+    retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After sent with 503")
+
+    @property
+    def port(self) -> int:
+        return self.http_port if self.http_port is not None else DEFAULT_PORT
+
+    @classmethod
+    def load(cls) -> QuerySettings:
+        return cls()

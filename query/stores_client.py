@@ -1,0 +1,256 @@
+"""Clients to the stores' internal read APIs (docs/architecture.md), routed by the registry.
+
+:class:`StoreClient` is the contract the planner uses; :class:`HttpStoreClient` implements
+it over HTTP, discovering instances in the Redis registry. Failures are split in two:
+:class:`StoreUnavailable` (nobody to ask or nobody answers: retry later, HTTP 503) and
+:class:`StoreReplyError` (a store answered something unusable: HTTP 502).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+import redis
+
+from query.routing import NoOwner, owner
+from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
+from strata.registry import Registration
+
+Sids = npt.NDArray[np.uint64]
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class StoreUnavailable(RuntimeError):
+    """No store instance can answer right now (none registered, or unreachable)."""
+
+
+class StoreReplyError(RuntimeError):
+    """A store answered with an error status or a body that breaks the contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class PointColumns:
+    """Points as equal-length columns (sorted by (sid, ts) when they come from a store)."""
+
+    sid: Sids
+    ts: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+
+    @classmethod
+    def empty(cls) -> PointColumns:
+        return cls(np.empty(0, SID_DTYPE), np.empty(0, TS_DTYPE), np.empty(0, VALUE_DTYPE))
+
+
+class StoreClient(Protocol):
+    """What the planner needs from the stores. Every call is scoped to one org."""
+
+    def resolve(
+        self,
+        org: str,
+        metric: str,
+        start: int,
+        end: int,
+        include: tuple[str, ...],
+        exclude: tuple[str, ...],
+    ) -> Sids:
+        """Sorted sids of (org, metric) active in [start, end] matching the filters."""
+        ...
+
+    def lookup(self, org: str, metric: str, sids: Sids) -> dict[int, tuple[str, ...]]:
+        """sid -> canonical tags for the given sids of (org, metric); unknown sids omitted."""
+        ...
+
+    def read_points(self, org: str, metric: str, sids: Sids, start: int, end: int) -> PointColumns:
+        """Points of ``sids`` with start <= ts <= end, duplicates resolved."""
+        ...
+
+    def list_metrics(self, org: str, start: int) -> list[str]:
+        """Names of the org's metrics active since ``start``, sorted and deduplicated."""
+        ...
+
+    def metric_tags(self, org: str, metric: str, start: int) -> list[str]:
+        """Tags of (org, metric) seen since ``start``."""
+        ...
+
+
+class Discovery(Protocol):
+    """The part of :class:`strata.registry.Registry` the query service uses."""
+
+    def discover(self, kind: str | None = None) -> list[Registration]: ...
+
+
+class RegistryView:
+    """Registry reads cached for ``ttl`` seconds, so one query costs one Redis round trip
+    at most (instances refresh their entries every 2 s, so a second of staleness is fine)."""
+
+    def __init__(
+        self,
+        registry: Discovery,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, list[Registration]]] = {}
+
+    def instances(self, kind: str) -> list[Registration]:
+        now = self._clock()
+        hit = self._cache.get(kind)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        try:
+            found = self._registry.discover(kind)
+        except (redis.RedisError, OSError) as exc:
+            raise StoreUnavailable(f"service registry unreachable: {exc}") from exc
+        self._cache[kind] = (now, found)
+        return found
+
+
+class HttpStoreClient:
+    """:class:`StoreClient` over the stores' HTTP read APIs."""
+
+    def __init__(self, view: RegistryView, http: httpx.Client) -> None:
+        self._view = view
+        self._http = http
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _owner(self, kind: str, org: str, metric: str) -> Registration:
+        try:
+            return owner(self._view.instances(kind), kind, org, metric)
+        except NoOwner as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _request(self, reg: Registration, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        url = reg.address.rstrip("/") + path
+        try:
+            resp = self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(
+                f"{reg.kind} store {reg.instance} at {reg.address} unreachable: {exc}"
+            ) from exc
+        if resp.status_code == 503:
+            raise StoreUnavailable(f"{reg.kind} store {reg.instance} is not ready")
+        if resp.status_code != 200:
+            raise StoreReplyError(
+                f"{reg.kind} store {reg.instance} answered {resp.status_code} to {path}: "
+                f"{resp.text[:200]}"
+            )
+        return resp
+
+    def _post_json(self, reg: Registration, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self._request(
+            reg,
+            "POST",
+            path,
+            content=orjson.dumps(body),
+            headers={"content-type": "application/json"},
+        )
+
+    @staticmethod
+    def _json(reg: Registration, resp: httpx.Response) -> Any:
+        try:
+            return orjson.loads(resp.content)
+        except orjson.JSONDecodeError as exc:
+            raise StoreReplyError(f"{reg.kind} store {reg.instance} sent invalid JSON") from exc
+
+    # -- StoreClient -----------------------------------------------------------------
+
+    def resolve(
+        self,
+        org: str,
+        metric: str,
+        start: int,
+        end: int,
+        include: tuple[str, ...],
+        exclude: tuple[str, ...],
+    ) -> Sids:
+        reg = self._owner("inverted", org, metric)
+        body = {
+            "org": org,
+            "metric": metric,
+            "from": start,
+            "to": end,
+            "include": list(include),
+            "exclude": list(exclude),
+        }
+        raw = self._post_json(reg, "/v1/resolve", body).content
+        if len(raw) % 8:
+            raise StoreReplyError(f"inverted store {reg.instance} sent {len(raw)} bytes of sids")
+        return np.frombuffer(raw, dtype="<u8").astype(SID_DTYPE)
+
+    def lookup(self, org: str, metric: str, sids: Sids) -> dict[int, tuple[str, ...]]:
+        if sids.size == 0:
+            return {}
+        reg = self._owner("tags", org, metric)
+        body = {"org": org, "sids": sids.tolist()}
+        data = self._json(reg, self._post_json(reg, "/v1/series/lookup", body))
+        try:
+            return {
+                int(s["sid"]): tuple(str(t) for t in s["tags"])
+                for s in data["series"]
+                if s.get("metric", metric) == metric
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreReplyError(f"tags store {reg.instance} sent a malformed lookup") from exc
+
+    def read_points(self, org: str, metric: str, sids: Sids, start: int, end: int) -> PointColumns:
+        if sids.size == 0:
+            return PointColumns.empty()
+        reg = self._owner("ram", org, metric)
+        body = {"sids": sids.tolist(), "from": start, "to": end}
+        raw = self._post_json(reg, "/v1/points/read", body).content
+        return decode_points(raw, source=f"ram store {reg.instance}")
+
+    def list_metrics(self, org: str, start: int) -> list[str]:
+        instances = self._view.instances("tags")
+        if not instances:
+            raise StoreUnavailable("no tags store instance is registered (pipeline starting?)")
+        names: set[str] = set()
+        for reg in instances:  # each instance knows only its partitions: fan out to all
+            resp = self._request(reg, "GET", "/v1/metrics", params={"org": org, "from": start})
+            data = self._json(reg, resp)
+            try:
+                names.update(str(m) for m in data["metrics"])
+            except (KeyError, TypeError) as exc:
+                raise StoreReplyError(f"tags store {reg.instance} sent a malformed list") from exc
+        return sorted(names)
+
+    def metric_tags(self, org: str, metric: str, start: int) -> list[str]:
+        reg = self._owner("tags", org, metric)
+        # Metric names are [A-Za-z0-9_.] (normalised at intake), safe in a URL path.
+        path = f"/v1/metrics/{metric}/tags"
+        resp = self._request(reg, "GET", path, params={"org": org, "from": start})
+        data = self._json(reg, resp)
+        try:
+            return [str(t) for t in data["tags"]]
+        except (KeyError, TypeError) as exc:
+            raise StoreReplyError(f"tags store {reg.instance} sent malformed tags") from exc
+
+
+def decode_points(raw: bytes, *, source: str) -> PointColumns:
+    """Decode an Arrow IPC stream of (sid uint64, ts int64, value float64) record batches."""
+    try:
+        table = pa.ipc.open_stream(raw).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreReplyError(f"{source} sent an unreadable Arrow stream: {exc}") from exc
+    if table.num_rows == 0:
+        return PointColumns.empty()
+    try:
+        cols = [
+            table.column(name).to_numpy().astype(dtype, copy=False)
+            for name, dtype in (("sid", SID_DTYPE), ("ts", TS_DTYPE), ("value", VALUE_DTYPE))
+        ]
+    except (KeyError, pa.ArrowInvalid, TypeError, ValueError) as exc:
+        raise StoreReplyError(f"{source} sent Arrow columns other than sid/ts/value") from exc
+    return PointColumns(cols[0], cols[1], cols[2])
