@@ -6,8 +6,14 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strata.codec import PointBatch, SeriesBatch, decode_points, decode_series
-from strata.codec import encode_points, encode_series
+from strata.codec import (
+    PointBatch,
+    SeriesBatch,
+    decode_points,
+    decode_series,
+    encode_points,
+    encode_series,
+)
 from strata.naming import canonical_tags
 
 names = st.text(min_size=1, max_size=40).filter(lambda s: len(s.encode()) < 200)
@@ -57,10 +63,8 @@ def test_points_roundtrip(batch: PointBatch) -> None:
 def test_series_roundtrip(batch: SeriesBatch) -> None:
     out = decode_series(encode_series(batch))
     assert (out.org, out.metric) == (batch.org, batch.metric)
-    for a, b in zip(
-        (out.sid, out.bucket, out.mtype, out.interval),
-        (batch.sid, batch.bucket, batch.mtype, batch.interval),
-        strict=True,
-    ):
-        assert np.array_equal(a, b)
+    assert np.array_equal(out.sid, batch.sid)
+    assert np.array_equal(out.bucket, batch.bucket)
+    assert np.array_equal(out.mtype, batch.mtype)
+    assert np.array_equal(out.interval, batch.interval)
     assert out.tags == batch.tags

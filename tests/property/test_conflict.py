@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
+import numpy.typing as npt
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,7 +19,7 @@ points = st.lists(
 
 def _arrays(
     rows: list[tuple[int, int, float]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     return (
         np.array([r[0] for r in rows], dtype=np.uint64),
         np.array([r[1] for r in rows], dtype=np.int64),
@@ -34,7 +37,9 @@ def _reference(rows: list[tuple[int, int, float]]) -> dict[tuple[int, int], floa
 
 
 @given(points, st.randoms())
-def test_resolve_matches_reference_in_any_order(rows: list[tuple[int, int, float]], rnd) -> None:  # type: ignore[no-untyped-def]
+def test_resolve_matches_reference_in_any_order(
+    rows: list[tuple[int, int, float]], rnd: random.Random
+) -> None:
     shuffled = list(rows)
     rnd.shuffle(shuffled)
     s, t, v = resolve(*_arrays(shuffled))
@@ -48,13 +53,13 @@ def test_resolve_matches_reference_in_any_order(rows: list[tuple[int, int, float
 @given(points)
 def test_resolve_is_idempotent(rows: list[tuple[int, int, float]]) -> None:
     once = resolve(*_arrays(rows))
-    twice = resolve(*(np.concatenate([a, a]) for a in once))  # type: ignore[arg-type]
+    twice = resolve(*(np.concatenate([a, a]) for a in once))
     for a, b in zip(once, twice, strict=True):
         assert np.array_equal(a, b)
 
 
 def test_ties_go_to_the_larger_value() -> None:
-    s, t, v = resolve(
+    _, _, v = resolve(
         np.array([1, 1], np.uint64), np.array([5, 5], np.int64), np.array([-3.0, 3.0])
     )
     assert v.tolist() == [3.0]
