@@ -1,0 +1,259 @@
+"""The intake HTTP API: auth, body limits, parse, produce, answer (docs/intake.md).
+
+Request flow: API key -> org (403 otherwise); the body is read with the wire limit enforced
+while streaming (413); decompression, JSON parsing and encoding run in a worker thread
+(400/413/415 on bad input); new (series, bucket) pairs and the points are produced together
+and the answer is 202 only once the broker acknowledged every message (503 with
+Retry-After otherwise). Keys are never logged; the org is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from intake.batching import ParsedPayload
+from intake.counters import IntakeCounters
+from intake.decode import V1_LIMITS, V2_LIMITS, BodyError, BodyLimits, check_wire_size, decode_body
+from intake.parse import PayloadError, load_json, parse_v1, parse_v2
+from intake.producer import BrokerUnavailable, OutMessage, PartitionCounts, ReliableProducer
+from intake.rejections import TimeWindow
+from intake.series_tracker import SeriesTracker
+from intake.settings import IntakeSettings
+from strata.codec import encode_points, encode_series
+from strata.keys import KeyStore
+from strata.partitioning import partition_for, partition_key
+from strata.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+Parser = Callable[[Any, str, TimeWindow], ParsedPayload]
+
+
+class Forbidden(Exception):
+    """Missing or unknown API key."""
+
+
+class KeysUnavailable(Exception):
+    """The keys file cannot be read (corrupt, unsupported version, unreadable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Api:
+    """What differs between v1 and v2."""
+
+    limits: BodyLimits
+    parse: Parser
+    v1: bool
+
+
+_V1 = _Api(V1_LIMITS, parse_v1, v1=True)
+_V2 = _Api(V2_LIMITS, parse_v2, v1=False)
+
+
+def _errors(status: int, *messages: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errors": list(messages)}, status_code=status, headers=headers)
+
+
+class Intake:
+    """The service behind the routes; owns the producer, tracker and counters."""
+
+    def __init__(
+        self,
+        settings: IntakeSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.counters = IntakeCounters()
+        self.keys = KeyStore(settings.keys_path)
+        self.tracker = SeriesTracker(settings.announce_cache_size)
+        self._clock = clock
+        self.producer = ReliableProducer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "linger.ms": settings.linger_ms,
+                "queue.buffering.max.messages": settings.queue_max_messages,
+                # Reconnect quickly once a restarted broker is back.
+                "reconnect.backoff.max.ms": 1000,
+            },
+            settings.produce_timeout_seconds,
+            on_replace=self._count_replacement,
+        )
+        self.partitions: PartitionCounts | None = None
+        self._topics = (settings.topic_points, settings.topic_series)
+
+    def _count_replacement(self) -> None:
+        self.counters.producers_replaced += 1
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        counts = await run_in_threadpool(ensure_topics, self.settings)
+        self.partitions = PartitionCounts(self.settings.kafka_bootstrap, counts)
+        self.producer.start()
+
+    async def refresh_metadata_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.metadata_refresh_seconds)
+            if self.partitions is not None:
+                await run_in_threadpool(self.partitions.refresh, self._topics)
+
+    async def stop(self) -> None:
+        await run_in_threadpool(self.producer.close)
+
+    # --- requests ----------------------------------------------------------------------
+
+    def org_for(self, request: Request) -> str:
+        key = request.headers.get("dd-api-key") or request.query_params.get("api_key")
+        try:
+            org = self.keys.org_for_api_key(key)
+        except (ValueError, OSError) as exc:
+            # The key store retries the file on the next check; until then we cannot tell
+            # customers apart, which is an outage, not their fault.
+            log.error("keys file %s unreadable: %s", self.settings.keys_path, exc)
+            raise KeysUnavailable from None
+        if org is None:
+            raise Forbidden
+        return org
+
+    async def read_body(self, request: Request, limits: BodyLimits) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            check_wire_size(int(declared), limits)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            check_wire_size(len(body), limits)
+        return bytes(body)
+
+    def _decode_and_parse(
+        self, api: _Api, org: str, body: bytes, encoding: str | None
+    ) -> tuple[ParsedPayload, list[OutMessage]]:
+        """Worker thread: everything CPU-bound about a request."""
+        doc = load_json(decode_body(body, encoding, api.limits))
+        window = TimeWindow(
+            int(self._clock()),
+            self.settings.late_window_for(org),
+            self.settings.future_window_seconds,
+        )
+        parsed = api.parse(doc, org, window)
+        messages = []
+        if parsed.batches:
+            assert self.partitions is not None
+            n = self.partitions.get(self.settings.topic_points)
+            for b in parsed.batches:
+                key = partition_key(org, b.points.metric)
+                value = encode_points(b.points)
+                messages.append(
+                    OutMessage(self.settings.topic_points, partition_for(key, n), key, value)
+                )
+        return parsed, messages
+
+    async def submit(self, api: _Api, request: Request) -> Response:
+        org = self.org_for(request)
+        body = await self.read_body(request, api.limits)
+        try:
+            parsed, point_messages = await run_in_threadpool(
+                self._decode_and_parse, api, org, body, request.headers.get("content-encoding")
+            )
+        except PayloadError as exc:
+            log.info("org %s: 400 %s", org, str(exc)[:300])
+            self.counters.requests_refused[400] += 1
+            return _errors(400, str(exc))
+        announcements = []
+        for b in parsed.batches:
+            new = self.tracker.unannounced(b.series)
+            if new is not None:
+                announcements.append(new)
+        messages: list[OutMessage] = []
+        if announcements:
+            assert self.partitions is not None
+            n = self.partitions.get(self.settings.topic_series)
+            for s in announcements:
+                key = partition_key(org, s.metric)
+                value = encode_series(s)
+                messages.append(
+                    OutMessage(self.settings.topic_series, partition_for(key, n), key, value)
+                )
+        messages.extend(point_messages)
+        await self.producer.produce_all(messages)
+        # Only now: a failed request must not suppress the next announcement.
+        for s in announcements:
+            self.tracker.mark(s)
+        self.counters.messages_produced += len(messages)
+        self.counters.points_accepted += parsed.accepted
+        self.counters.points_rejected.update(parsed.rejected_by_reason())
+        if api.v1:
+            # Never an "errors" key on v1: the datadog package treats it as failure.
+            return JSONResponse({"status": "ok"}, status_code=202)
+        return JSONResponse({"errors": parsed.messages()}, status_code=202)
+
+
+def create_app(settings: IntakeSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    """The ASGI app; topics are ensured and the producer started in its lifespan."""
+    intake = Intake(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await intake.start()
+        refresher = asyncio.create_task(intake.refresh_metadata_forever())
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await intake.stop()
+
+    app = FastAPI(title="Strata intake", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.intake = intake
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_request: Request, _exc: Forbidden) -> Response:
+        intake.counters.requests_refused[403] += 1
+        return _errors(403, "Forbidden")
+
+    @app.exception_handler(KeysUnavailable)
+    async def keys_unavailable(_request: Request, _exc: KeysUnavailable) -> Response:
+        intake.counters.requests_refused[503] += 1
+        retry = {"Retry-After": str(settings.retry_after_seconds)}
+        return _errors(503, "Service unavailable, retry later: key store unreadable", headers=retry)
+
+    @app.exception_handler(BodyError)
+    async def bad_body(_request: Request, exc: BodyError) -> Response:
+        intake.counters.requests_refused[exc.status] += 1
+        return _errors(exc.status, str(exc))
+
+    @app.exception_handler(BrokerUnavailable)
+    async def unavailable(_request: Request, exc: BrokerUnavailable) -> Response:
+        log.warning("503: %s", exc)
+        intake.counters.requests_refused[503] += 1
+        retry = {"Retry-After": str(settings.retry_after_seconds)}
+        return _errors(503, f"Service unavailable, retry later: {exc}", headers=retry)
+
+    @app.post("/api/v2/series")
+    async def series_v2(request: Request) -> Response:
+        return await intake.submit(_V2, request)
+
+    @app.post("/api/v1/series")
+    async def series_v1(request: Request) -> Response:
+        return await intake.submit(_V1, request)
+
+    @app.get("/api/v1/validate")
+    async def validate(request: Request) -> Response:
+        intake.org_for(request)
+        return JSONResponse({"valid": True})
+
+    @app.get("/health")
+    async def health() -> Response:
+        return JSONResponse({"status": "ok", "kind": "intake"})
+
+    return app

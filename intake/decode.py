@@ -1,0 +1,145 @@
+"""Request bodies: size limits and bounded decompression (pure: bytes in, bytes out).
+
+Limits follow Datadog's documentation. The wire limit applies to the body as received,
+whatever its encoding; the decompressed limit applies to what decompression yields.
+Decompression never produces more than ``limit + 1`` bytes, so a zip bomb costs at most
+that much memory before it is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+
+import zstandard
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    wire: int  # bytes as received (compressed or not)
+    decompressed: int
+
+
+V2_LIMITS = BodyLimits(wire=512_000, decompressed=5_242_880)
+V1_LIMITS = BodyLimits(wire=3_200_000, decompressed=62_914_560)
+
+
+class BodyError(ValueError):
+    """A body that cannot be accepted; ``status`` is the HTTP status to answer with."""
+
+    status = 400
+
+
+class PayloadTooLarge(BodyError):
+    status = 413
+
+
+class UnsupportedEncoding(BodyError):
+    status = 415
+
+
+class UndecodableBody(BodyError):
+    """Corrupt or truncated compressed data."""
+
+
+_GZIP = ("gzip", "x-gzip")
+_DEFLATE = ("deflate",)
+# "zstd1" is what the Datadog agent sends.
+_ZSTD = ("zstd", "zstd1")
+_IDENTITY = ("", "identity")
+
+
+def check_wire_size(size: int, limits: BodyLimits) -> None:
+    """Raise :class:`PayloadTooLarge` when ``size`` bytes exceed the wire limit."""
+    if size > limits.wire:
+        raise PayloadTooLarge(
+            f"Payload too large: {size} bytes exceeds the {limits.wire}-byte limit"
+        )
+
+
+def decode_body(body: bytes, content_encoding: str | None, limits: BodyLimits) -> bytes:
+    """Return the decompressed body.
+
+    Raises :class:`PayloadTooLarge` (either limit exceeded), :class:`UnsupportedEncoding`
+    (an encoding other than identity, gzip, deflate, zstd/zstd1) or
+    :class:`UndecodableBody` (corrupt or truncated data).
+    """
+    check_wire_size(len(body), limits)
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in _IDENTITY:
+        out = body
+    elif encoding in _GZIP:
+        out = _inflate(body, zlib.MAX_WBITS | 16, limits.decompressed, "gzip")
+    elif encoding in _DEFLATE:
+        # HTTP "deflate" means the zlib format, but some clients send raw deflate.
+        try:
+            out = _inflate(body, zlib.MAX_WBITS, limits.decompressed, "deflate")
+        except UndecodableBody:
+            out = _inflate(body, -zlib.MAX_WBITS, limits.decompressed, "deflate")
+    elif encoding in _ZSTD:
+        out = _unzstd(body, limits.decompressed)
+    else:
+        raise UnsupportedEncoding(
+            f"Unsupported Content-Encoding {encoding[:40]!r}: use gzip, deflate or zstd1"
+        )
+    if len(out) > limits.decompressed:
+        raise PayloadTooLarge(_too_large_decompressed(limits.decompressed))
+    return out
+
+
+def _too_large_decompressed(limit: int) -> str:
+    return f"Payload too large: decompressed body exceeds the {limit}-byte limit"
+
+
+def _inflate(body: bytes, wbits: int, limit: int, name: str) -> bytes:
+    parts: list[bytes] = []
+    produced = 0
+    data = body
+    try:
+        # A loop because gzip allows several concatenated members.
+        while True:
+            d = zlib.decompressobj(wbits)
+            chunk = d.decompress(data, limit + 1 - produced)
+            parts.append(chunk)
+            produced += len(chunk)
+            if produced > limit:
+                raise PayloadTooLarge(_too_large_decompressed(limit))
+            if not d.eof:
+                raise UndecodableBody(f"{name} body is truncated")
+            data = d.unused_data
+            if not data:
+                break
+    except zlib.error as exc:
+        raise UndecodableBody(f"{name} body is corrupt: {exc}") from None
+    return b"".join(parts)
+
+
+def _unzstd(body: bytes, limit: int) -> bytes:
+    # Bound the decoder's window too: a frame may not demand more memory than the limit.
+    window = 1 << max(20, min(limit.bit_length(), 27))
+    dctx = zstandard.ZstdDecompressor(max_window_size=window)
+    parts: list[bytes] = []
+    produced = 0
+    try:
+        with dctx.stream_reader(io.BytesIO(body), read_across_frames=True) as reader:
+            while produced <= limit:
+                chunk = reader.read(limit + 1 - produced)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                produced += len(chunk)
+    except zstandard.ZstdError as exc:
+        raise UndecodableBody(f"zstd body is corrupt: {exc}") from None
+    if produced > limit:
+        raise PayloadTooLarge(_too_large_decompressed(limit))
+    if body and not produced and not _is_empty_zstd(body):
+        raise UndecodableBody("zstd body is truncated or not zstd")
+    return b"".join(parts)
+
+
+def _is_empty_zstd(body: bytes) -> bool:
+    try:
+        return zstandard.ZstdDecompressor().decompress(body, max_output_size=1) == b""
+    except zstandard.ZstdError:
+        return False

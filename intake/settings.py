@@ -1,0 +1,52 @@
+"""Intake settings: :class:`strata.settings.CommonSettings` plus the intake's own fields.
+
+Read once in ``intake.__main__`` and passed down; every field is listed in docs/intake.md.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from strata.settings import CommonSettings
+
+DEFAULT_PORT = 8100
+
+
+class IntakeSettings(CommonSettings):
+    """``STRATA_*`` environment for ``python -m intake``."""
+
+    late_window_seconds: int = Field(
+        default=3600, ge=0, description="points older than now minus this are rejected"
+    )
+    late_window_overrides: dict[str, int] = Field(
+        default_factory=dict,
+        description='per-org late windows, JSON {"org": seconds}; other orgs use the default',
+    )
+    future_window_seconds: int = Field(
+        default=600, ge=0, description="points more than this far in the future are rejected"
+    )
+    produce_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="longest wait for broker acknowledgements before 503"
+    )
+    retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After sent with 503")
+    linger_ms: int = Field(default=5, ge=0, description="producer linger.ms")
+    queue_max_messages: int = Field(
+        default=100_000, ge=1, description="producer local queue bound (full -> 503)"
+    )
+    metadata_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="how often partition counts are re-read from the broker"
+    )
+    announce_cache_size: int = Field(
+        default=1_000_000, ge=1, description="(series, index bucket) pairs remembered as announced"
+    )
+
+    @property
+    def port(self) -> int:
+        return self.http_port if self.http_port is not None else DEFAULT_PORT
+
+    def late_window_for(self, org: str) -> int:
+        return self.late_window_overrides.get(org, self.late_window_seconds)
+
+    @classmethod
+    def load(cls) -> IntakeSettings:
+        return cls()

@@ -1,0 +1,124 @@
+"""Body decompression and size limits (intake.decode)."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+from collections.abc import Callable
+
+import pytest
+import zstandard
+
+from intake.decode import (
+    V1_LIMITS,
+    V2_LIMITS,
+    BodyLimits,
+    PayloadTooLarge,
+    UndecodableBody,
+    UnsupportedEncoding,
+    decode_body,
+)
+
+BODY = b'{"series": [{"metric": "cpu.user", "points": []}]}' * 50
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "zstd1": zstandard.ZstdCompressor().compress,
+    "zstd": zstandard.ZstdCompressor().compress,
+}
+
+
+@pytest.mark.parametrize("encoding", [None, "", "identity"])
+def test_plain_body_is_returned_unchanged(encoding: str | None) -> None:
+    assert decode_body(BODY, encoding, V2_LIMITS) == BODY
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_each_encoding_round_trips(encoding: str) -> None:
+    assert decode_body(ENCODERS[encoding](BODY), encoding, V2_LIMITS) == BODY
+
+
+def test_encoding_name_is_case_insensitive() -> None:
+    assert decode_body(gzip.compress(BODY), " GZIP ", V2_LIMITS) == BODY
+
+
+def test_raw_deflate_is_accepted_too() -> None:
+    assert decode_body(_raw_deflate(BODY), "deflate", V2_LIMITS) == BODY
+
+
+def test_concatenated_gzip_members() -> None:
+    assert decode_body(gzip.compress(BODY) * 2, "gzip", V2_LIMITS) == BODY * 2
+
+
+def test_unknown_encoding_is_415() -> None:
+    with pytest.raises(UnsupportedEncoding, match="br") as info:
+        decode_body(BODY, "br", V2_LIMITS)
+    assert info.value.status == 415
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_corrupt_body_is_400(encoding: str) -> None:
+    with pytest.raises(UndecodableBody) as info:
+        decode_body(b"this is not compressed at all", encoding, V2_LIMITS)
+    assert info.value.status == 400
+
+
+def test_truncated_gzip_is_400() -> None:
+    with pytest.raises(UndecodableBody, match="truncated"):
+        decode_body(gzip.compress(BODY)[:-8], "gzip", V2_LIMITS)
+
+
+@pytest.mark.parametrize(("limits", "wire"), [(V2_LIMITS, 512_000), (V1_LIMITS, 3_200_000)])
+def test_wire_limit_is_413(limits: BodyLimits, wire: int) -> None:
+    assert decode_body(b" " * wire, None, limits)  # exactly at the limit is fine
+    with pytest.raises(PayloadTooLarge, match=f"{wire}-byte limit") as info:
+        decode_body(b" " * (wire + 1), None, limits)
+    assert info.value.status == 413
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+@pytest.mark.parametrize(
+    ("limits", "decompressed"), [(V2_LIMITS, 5_242_880), (V1_LIMITS, 62_914_560)]
+)
+def test_decompressed_limit_is_413(encoding: str, limits: BodyLimits, decompressed: int) -> None:
+    at_limit = ENCODERS[encoding](b" " * decompressed)
+    assert len(decode_body(at_limit, encoding, limits)) == decompressed
+    over = ENCODERS[encoding](b" " * (decompressed + 1))
+    with pytest.raises(PayloadTooLarge, match=f"decompressed body exceeds the {decompressed}"):
+        decode_body(over, encoding, limits)
+
+
+def _bomb(encoding: str, size: int) -> bytes:
+    chunk = b"\0" * (1 << 20)
+    if encoding == "gzip":
+        c = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    elif encoding == "deflate":
+        c = zlib.compressobj(9)
+    else:
+        z = zstandard.ZstdCompressor().compressobj()
+        return b"".join([*(z.compress(chunk) for _ in range(size >> 20)), z.flush()])
+    return b"".join([*(c.compress(chunk) for _ in range(size >> 20)), c.flush()])
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "zstd1"])
+def test_zip_bomb_allocates_at_most_about_the_limit(encoding: str) -> None:
+    limits = BodyLimits(wire=V2_LIMITS.wire, decompressed=1 << 20)
+    bomb = _bomb(encoding, 256 << 20)  # 256 MiB of zeros in a few hundred KiB
+    assert len(bomb) < limits.wire
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadTooLarge):
+            decode_body(bomb, encoding, limits)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # limit + 1 bytes of output, plus bookkeeping; never the 256 MiB the bomb expands to.
+    assert peak < 3 * limits.decompressed

@@ -1,0 +1,25 @@
+"""IntakeSettings from STRATA_* environment (intake.settings)."""
+
+from __future__ import annotations
+
+import pytest
+
+from intake.settings import DEFAULT_PORT, IntakeSettings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRATA_HTTP_PORT", raising=False)
+    s = IntakeSettings()
+    assert s.port == DEFAULT_PORT == 8100
+    assert s.late_window_seconds == 3600
+    assert s.future_window_seconds == 600
+    assert s.produce_timeout_seconds == 5.0
+
+
+def test_per_org_late_window_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATA_LATE_WINDOW_OVERRIDES", '{"big": 86400}')
+    monkeypatch.setenv("STRATA_HTTP_PORT", "9123")
+    s = IntakeSettings()
+    assert s.late_window_for("big") == 86400
+    assert s.late_window_for("small") == 3600
+    assert s.port == 9123
