@@ -1,0 +1,1 @@
+"""Inverted index: (org, metric, tag, index bucket) -> roaring bitmap of sids."""

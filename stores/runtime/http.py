@@ -1,0 +1,42 @@
+"""HTTP helpers shared by the stores' internal read APIs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class BadRequest(ValueError):
+    """A request the API cannot answer; the message names the problem (HTTP 400)."""
+
+
+def make_app(kind: str, partitions: Callable[[], list[int]]) -> FastAPI:
+    """A FastAPI app with ``GET /health`` and 400 answers for bad input."""
+    app = FastAPI(title=f"strata {kind} store", docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "kind": kind, "partitions": partitions()}
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_request: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+
+    return app
+
+
+def check_range(start: int, end: int) -> None:
+    if start > end:
+        raise BadRequest(f"'from' ({start}) is after 'to' ({end})")

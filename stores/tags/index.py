@@ -1,0 +1,133 @@
+"""The tag index on RocksDB: apply series batches, answer lookups and catalogs.
+
+Apply is idempotent: identities are first-writer-wins, collisions are keyed by the
+identity's digest (a repeat writes the same key), and last-seen buckets take the maximum.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+from stores.runtime.applied import applied_offsets, start_from_db
+from stores.runtime.rocks import get_many, open_db, scan_prefix, write_sync
+from stores.runtime.store import Record, StartPosition, Store
+from stores.tags import keys
+from stores.tags.keys import Identity
+from strata.codec import SeriesBatch, decode_series
+from strata.model import INDEX_BUCKET_SECONDS, MetricType
+
+log = logging.getLogger(__name__)
+
+
+class TagIndex(Store[SeriesBatch]):
+    kind = "tags"
+
+    def __init__(self, topic: str, path: Path) -> None:
+        self.topic = topic
+        self._db = open_db(path)
+        self.collisions = sum(1 for _ in scan_prefix(self._db, keys.COLLISION))
+
+    def decode(self, value: bytes) -> SeriesBatch:
+        return decode_series(value)
+
+    def start_position(self, partition: int, now_ms: int) -> StartPosition:
+        return start_from_db(self._db, partition)
+
+    def apply(self, records: Sequence[Record[SeriesBatch]]) -> None:
+        """Read-modify-write through an overlay, so several messages of one batch that
+        touch the same key see each other; one synchronous WriteBatch at the end (data and
+        applied offsets together)."""
+        puts: dict[bytes, bytes] = {}
+
+        def get(key: bytes) -> bytes | None:
+            return puts[key] if key in puts else cast(bytes | None, self._db.get(key))
+
+        def max_bucket(key: bytes, bucket: int) -> None:
+            old = get(key)
+            if old is None or keys.read_bucket(old) < bucket:
+                puts[key] = keys.bucket_value(bucket)
+
+        for record in records:
+            b = record.value
+            if len(b) == 0:
+                continue
+            newest: dict[str, int] = {}
+            for i, (sid, bucket, mtype, interval) in enumerate(
+                zip(
+                    b.sid.tolist(),
+                    b.bucket.tolist(),
+                    b.mtype.tolist(),
+                    b.interval.tolist(),
+                    strict=True,
+                )
+            ):
+                try:
+                    kind = MetricType(mtype)
+                except ValueError:
+                    log.warning(
+                        "sid %d of %s: unknown metric type %d, stored as gauge",
+                        sid,
+                        b.metric,
+                        mtype,
+                    )
+                    kind = MetricType.GAUGE
+                ident = Identity(b.org, b.metric, kind, interval, b.tags[i])
+                raw = get(keys.series_key(sid))
+                if raw is None:
+                    puts[keys.series_key(sid)] = ident.encode()
+                elif not Identity.decode(raw).same_series(ident):
+                    ckey = keys.collision_key(sid, ident)
+                    if get(ckey) is None:
+                        puts[ckey] = ident.encode()
+                        self.collisions += 1
+                        log.error("series id collision on %d (keeping the first identity)", sid)
+                    continue  # the colliding series is not catalogued under the first's sid
+                for tag in b.tags[i]:
+                    newest[tag] = max(bucket, newest.get(tag, bucket))
+                newest[""] = max(bucket, newest.get("", bucket))
+            if "" in newest:
+                max_bucket(keys.metric_key(b.org, b.metric), newest.pop(""))
+            for tag, bucket in newest.items():
+                max_bucket(keys.tag_key(b.org, b.metric, tag), bucket)
+        puts.update(applied_offsets(records))
+        write_sync(self._db, puts)
+
+    def lookup(self, org: str, sids: Sequence[int]) -> list[tuple[int, Identity]]:
+        """Identities of ``sids`` that belong to ``org`` (others are silently absent)."""
+        unique = sorted(set(sids))
+        raws = get_many(self._db, [keys.series_key(s) for s in unique])
+        out = []
+        for sid, raw in zip(unique, raws, strict=True):
+            if raw is not None:
+                ident = Identity.decode(raw)
+                if ident.org == org:
+                    out.append((sid, ident))
+        return out
+
+    def metrics(self, org: str, since: int) -> list[str]:
+        """Metrics of ``org`` seen in an index bucket that ends after ``since``."""
+        prefix = keys.metric_prefix(org)
+        return [
+            key[len(prefix) :].decode()
+            for key, raw in scan_prefix(self._db, prefix)
+            if _active(keys.read_bucket(raw), since)
+        ]
+
+    def tags(self, org: str, metric: str, since: int) -> list[str]:
+        prefix = keys.tag_prefix(org, metric)
+        return [
+            key[len(prefix) :].decode()
+            for key, raw in scan_prefix(self._db, prefix)
+            if _active(keys.read_bucket(raw), since)
+        ]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _active(last_bucket: int, since: int) -> bool:
+    # Hour precision: seen in a bucket means active through that bucket's end.
+    return last_bucket + INDEX_BUCKET_SECONDS > since
