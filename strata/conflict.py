@@ -1,9 +1,10 @@
 """Deterministic, order-independent resolution of duplicate (sid, ts) points (DESIGN §2).
 
 The IRONdb rule: among points with the same series and timestamp, the one with the largest
-absolute value wins; ties go to the larger value (so +x beats -x). The rule is a total
-order on values, hence commutative, associative and idempotent: any replay or merge order
-gives the same answer.
+absolute value wins; ties go to the larger value (so +x beats -x, and 0.0 beats -0.0, so
+even the sign of zero does not depend on arrival order). The rule is a total order on
+values, hence commutative, associative and idempotent: any replay or merge order gives the
+same answer.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def resolve(sid: Sids, ts: Times, value: Values) -> tuple[Sids, Times, Values]:
             np.empty(0, TS_DTYPE),
             np.empty(0, VALUE_DTYPE),
         )
-    # lexsort sorts by the last key first: sid, then ts, then preference (winner first).
-    order = np.lexsort((-value, -np.abs(value), ts, sid))
+    # lexsort sorts by the last key first: sid, then ts, then preference (winner first);
+    # signbit breaks the one tie -value leaves: 0.0 before -0.0.
+    order = np.lexsort((np.signbit(value), -value, -np.abs(value), ts, sid))
     s, t, v = sid[order], ts[order], value[order]
     first = np.ones(s.size, dtype=bool)
     first[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])

@@ -58,6 +58,12 @@ def test_resolve_is_idempotent(rows: list[tuple[int, int, float]]) -> None:
         assert np.array_equal(a, b)
 
 
+def test_positive_zero_beats_negative_zero_in_any_order() -> None:
+    for values in ([-0.0, 0.0], [0.0, -0.0]):
+        _, _, v = resolve(np.array([1, 1], np.uint64), np.array([5, 5], np.int64), np.array(values))
+        assert not np.signbit(v[0])
+
+
 def test_ties_go_to_the_larger_value() -> None:
     _, _, v = resolve(
         np.array([1, 1], np.uint64), np.array([5, 5], np.int64), np.array([-3.0, 3.0])

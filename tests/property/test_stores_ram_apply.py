@@ -35,14 +35,11 @@ def apply_all(order: list[list[tuple[int, int, float]]]) -> Columns:
 
 
 def same(a: Columns, b: Columns) -> bool:
-    # Numeric equality: strata.conflict.resolve treats 0.0 and -0.0 as a tie and keeps
-    # whichever came first, so the sign of a zero can depend on order (kernel issue,
-    # reported); every other value must match bit for bit.
+    # Bit for bit, zeros included: the conflict rule prefers 0.0 over -0.0.
     return (
         np.array_equal(a[0], b[0])
         and np.array_equal(a[1], b[1])
-        and np.array_equal(a[2], b[2])
-        and np.array_equal(a[2][a[2] != 0].view(np.uint64), b[2][b[2] != 0].view(np.uint64))
+        and np.array_equal(a[2].view(np.uint64), b[2].view(np.uint64))
     )
 
 
