@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from strata.settings import CommonSettings
@@ -45,3 +45,20 @@ def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     if topic not in meta or meta[topic].error is not None or not meta[topic].partitions:
         raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
     return len(meta[topic].partitions)
+
+
+def topic_id(bootstrap: str, topic: str, timeout: float = 10.0) -> str | None:
+    """The broker's unique id of ``topic`` (KIP-516), or ``None`` if the broker has none.
+
+    A topic deleted and created again under the same name gets a new id; stores that keep
+    applied offsets of their own compare ids to notice that their offsets no longer apply.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        desc = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout)
+    except KafkaException as exc:
+        raise RuntimeError(f"cannot describe topic {topic}: {exc}") from exc
+    tid = getattr(desc, "topic_id", None)
+    text = str(tid) if tid is not None else ""
+    # An all-zero id means "unknown" in the Kafka protocol.
+    return text if text and text.strip("A=") else None

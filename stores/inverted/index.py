@@ -5,6 +5,7 @@ Apply is idempotent and order-independent: every write is a bitmap union.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,11 +13,13 @@ from pyroaring import BitMap64
 
 from stores.inverted import keys
 from stores.inverted.postings import select, union
-from stores.runtime.applied import applied_offsets, start_from_db
+from stores.runtime.applied import adopt_topic, applied_offsets, start_from_db
 from stores.runtime.rocks import get_many, open_db, scan_prefix, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import SeriesBatch, decode_series
 from strata.model import index_bucket
+
+log = logging.getLogger(__name__)
 
 
 class InvertedIndex(Store[SeriesBatch]):
@@ -28,6 +31,16 @@ class InvertedIndex(Store[SeriesBatch]):
 
     def decode(self, value: bytes) -> SeriesBatch:
         return decode_series(value)
+
+    def bind_topic(self, topic_id: str | None) -> None:
+        if adopt_topic(self._db, topic_id):
+            log.warning(
+                "%s: topic %s is not the one our applied offsets came from (id now %s); "
+                "replaying it from the beginning",
+                self.kind,
+                self.topic,
+                topic_id,
+            )
 
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
         return start_from_db(self._db, partition)

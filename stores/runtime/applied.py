@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from rocksdict import Rdict
+from rocksdict import Rdict, WriteBatch, WriteOptions
 
-from stores.runtime.rocks import read_u64, u32, u64
+from stores.runtime.rocks import read_u64, scan_prefix, u32, u64
 from stores.runtime.store import Record, StartPosition
 
 OFFSET_PREFIX = b"\x00O"  # + partition u32 -> next offset u64
+TOPIC_ID_KEY = b"\x00T"  # -> UTF-8 id of the topic the offsets belong to
 # librdkafka's logical "beginning of the partition".
 OFFSET_BEGINNING = -2
 
@@ -37,3 +38,28 @@ def applied_offsets(records: Sequence[Record[T]]) -> dict[bytes, bytes]:
 def start_from_db(db: Rdict, partition: int) -> StartPosition:
     raw = db.get(offset_key(partition))
     return StartPosition(offset=read_u64(raw) if raw is not None else OFFSET_BEGINNING)
+
+
+def adopt_topic(db: Rdict, topic_id: str | None) -> bool:
+    """Make the stored offsets belong to the topic with ``topic_id``; return True if
+    offsets of a different topic (deleted and re-created under the same name, or a broker
+    whose log was lost, as tansu's memory storage after a restart) were discarded.
+
+    Discarding means the partition is replayed from the beginning, which is safe because
+    apply is idempotent; keeping them would silently skip the new topic's first messages.
+    ``None`` (a broker without topic ids) keeps whatever is stored.
+    """
+    if topic_id is None:
+        return False
+    stored = db.get(TOPIC_ID_KEY)
+    if stored is not None and bytes(stored).decode() == topic_id:
+        return False
+    stale = [key for key, _ in scan_prefix(db, OFFSET_PREFIX)]
+    batch = WriteBatch(raw_mode=True)
+    for key in stale:
+        batch.delete(key)
+    batch.put(TOPIC_ID_KEY, topic_id.encode())
+    opts = WriteOptions()
+    opts.sync = True
+    db.write(batch, opts)
+    return bool(stale) and stored is not None

@@ -25,7 +25,7 @@ from stores.runtime.ownership import Ownership
 from stores.runtime.settings import StoreSettings
 from stores.runtime.store import Store
 from strata.registry import Registration, Registry
-from strata.topics import ensure_topics
+from strata.topics import ensure_topics, topic_id
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def run_store(
     port = settings.http_port if settings.http_port is not None else default_port
     instance = settings.instance_name(store.kind)
     partition_count = ensure_topics(settings)[store.topic]
+    store.bind_topic(topic_id(settings.kafka_bootstrap, store.topic))
     ownership = Ownership()
     loop = ConsumerLoop(store, settings, ownership)
     server = uvicorn.Server(

@@ -64,6 +64,10 @@ class Store(ABC, Generic[T]):
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
         """Where a newly assigned partition starts reading."""
 
+    def bind_topic(self, topic_id: str | None) -> None:
+        """Called once before consuming with the broker's id of :attr:`topic` (``None`` if
+        the broker has none); stores that keep offsets of their own check them against it."""
+
     def assigned(self, partitions: Sequence[int], replay_from_ms: dict[int, int]) -> None:
         """The runtime now owns ``partitions``; ``replay_from_ms`` holds the
         seek times of the partitions that start by time."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from stores.runtime.applied import applied_offsets, start_from_db
+from stores.runtime.applied import adopt_topic, applied_offsets, start_from_db
 from stores.runtime.rocks import get_many, open_db, scan_prefix, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from stores.tags import keys
@@ -32,6 +32,16 @@ class TagIndex(Store[SeriesBatch]):
 
     def decode(self, value: bytes) -> SeriesBatch:
         return decode_series(value)
+
+    def bind_topic(self, topic_id: str | None) -> None:
+        if adopt_topic(self._db, topic_id):
+            log.warning(
+                "%s: topic %s is not the one our applied offsets came from (id now %s); "
+                "replaying it from the beginning",
+                self.kind,
+                self.topic,
+                topic_id,
+            )
 
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
         return start_from_db(self._db, partition)
