@@ -30,7 +30,7 @@ from intake.rejections import TimeWindow
 from intake.series_tracker import SeriesTracker
 from intake.settings import IntakeSettings
 from strata.codec import encode_points, encode_series
-from strata.keys import KeyStore
+from strata.keys import KeysFileError, KeyStore
 from strata.partitioning import partition_for, partition_key
 from strata.topics import ensure_topics
 
@@ -117,7 +117,7 @@ class Intake:
         key = request.headers.get("dd-api-key") or request.query_params.get("api_key")
         try:
             org = self.keys.org_for_api_key(key)
-        except (ValueError, OSError) as exc:
+        except KeysFileError as exc:
             # The key store retries the file on the next check; until then we cannot tell
             # customers apart, which is an outage, not their fault.
             log.error("keys file %s unreadable: %s", self.settings.keys_path, exc)

@@ -28,6 +28,9 @@ def main() -> None:
             host=settings.http_host,
             port=settings.port,
             log_level=settings.log_level.lower(),
+            # Access lines would carry api_key/application_key query parameters: keys are
+            # never logged.
+            access_log=False,
         )
     finally:
         http.close()

@@ -21,19 +21,27 @@ from query.plan import TooManySeries, execute
 from query.responses import error_body, metrics_list_response, query_response
 from query.settings import QuerySettings
 from query.stores_client import StoreClient, StoreReplyError, StoreUnavailable
-from strata.keys import KeyStore
+from strata.keys import KeysFileError, KeyStore
 
 
 class Forbidden(Exception):
     """Missing keys, unknown keys, or an API and application key of different orgs."""
 
 
+class KeysUnavailable(Exception):
+    """No valid keys file has been loaded yet: customers cannot be told apart."""
+
+
 def authenticate(request: Request, keys: KeyStore) -> str:
     """The org both keys belong to (headers win over query parameters), else Forbidden."""
     api = request.headers.get("dd-api-key") or request.query_params.get("api_key")
     app = request.headers.get("dd-application-key") or request.query_params.get("application_key")
-    org = keys.org_for_api_key(api)
-    if org is None or keys.org_for_app_key(app) != org:
+    try:
+        org = keys.org_for_api_key(api)
+        app_org = keys.org_for_app_key(app)
+    except KeysFileError as exc:
+        raise KeysUnavailable(str(exc)) from None
+    if org is None or app_org != org:
         raise Forbidden
     return org
 
@@ -47,6 +55,11 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
     @app.exception_handler(Forbidden)
     async def _forbidden(_: Request, __: Exception) -> JSONResponse:
         return error(403, "Forbidden")
+
+    @app.exception_handler(KeysUnavailable)
+    async def _keys_unavailable(_: Request, __: Exception) -> JSONResponse:
+        retry = {"Retry-After": str(settings.retry_after_seconds)}
+        return error(503, "Service unavailable, retry later: key store unreadable", retry)
 
     @app.exception_handler(BadParameter)
     @app.exception_handler(QuerySyntaxError)

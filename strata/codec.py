@@ -214,10 +214,13 @@ def decode_series(buf: bytes) -> SeriesBatch:
     bounds = offsets.tolist()
     if len(text) != len(blob):
         # Offsets are byte offsets; decode per series when non-ASCII is present.
-        tags = tuple(
-            tuple(t for t in blob[a:b].decode().split(",") if t)
-            for a, b in itertools.pairwise(bounds)
-        )
+        try:
+            tags = tuple(
+                tuple(t for t in blob[a:b].decode().split(",") if t)
+                for a, b in itertools.pairwise(bounds)
+            )
+        except UnicodeDecodeError as exc:
+            raise UnreadableMessage(f"tag offsets split a UTF-8 character: {exc}") from exc
     else:
         tags = tuple(
             tuple(t for t in text[a:b].split(",") if t) for a, b in itertools.pairwise(bounds)

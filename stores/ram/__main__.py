@@ -15,7 +15,11 @@ from stores.runtime.ownership import Ownership
 
 def main() -> int:
     settings = RamSettings.load()
-    store = RamStore(settings.topic_points, settings.window_seconds)
+    store = RamStore(
+        settings.topic_points,
+        settings.window_seconds,
+        replay_margin_seconds=settings.replay_margin_seconds,
+    )
 
     def app(ownership: Ownership) -> FastAPI:
         return create_app(store, ownership)

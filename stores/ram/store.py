@@ -24,14 +24,22 @@ class RamStore(Store[PointBatch]):
     kind = "ram"
 
     def __init__(
-        self, topic: str, window_seconds: int, *, clock: Callable[[], float] = time.time
+        self,
+        topic: str,
+        window_seconds: int,
+        *,
+        replay_margin_seconds: int = 600,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.topic = topic
         self._window = window_seconds
+        self._margin = replay_margin_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._parts: dict[int, PartitionPoints] = {}
         self._replay_start: dict[int, int] = {}
+        # partition -> broker time (ms) of its assignment, while its replay is running
+        self._replaying: dict[int, int] = {}
         self._dropped_old = 0
 
     def _oldest(self) -> int:
@@ -44,6 +52,10 @@ class RamStore(Store[PointBatch]):
         with self._lock:
             oldest = self._oldest()
             for r in records:
+                started = self._replaying.get(r.partition)
+                if started is not None and r.timestamp_ms >= started:
+                    # Appended after the assignment: everything before it was replayed.
+                    del self._replaying[r.partition]
                 part = self._parts.get(r.partition)
                 if part is None:
                     part = self._parts[r.partition] = PartitionPoints()
@@ -54,33 +66,47 @@ class RamStore(Store[PointBatch]):
                 part.evict(oldest)
 
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
-        # Replay everything the broker appended within the window; older points that
-        # arrive late are dropped at apply by their own timestamps.
-        return StartPosition(timestamp_ms=now_ms - self._window * 1000)
+        # Seek by broker append time, but points are kept by their own timestamps, and
+        # intake accepts points stamped up to its future window ahead of their append: a
+        # point appended before ``now - window`` can still be inside the window. Replay a
+        # margin more; whatever is older than the window is dropped at apply.
+        return StartPosition(timestamp_ms=now_ms - (self._window + self._margin) * 1000)
 
     def assigned(self, partitions: Sequence[int], replay_from_ms: dict[int, int]) -> None:
+        now_ms = int(self._clock() * 1000)
         with self._lock:
             for p in partitions:
                 self._parts.setdefault(p, PartitionPoints())
-                self._replay_start[p] = replay_from_ms.get(p, 0) // 1000
+                self._replay_start[p] = replay_from_ms.get(p, 0) // 1000 + self._margin
+                self._replaying[p] = now_ms
 
     def revoked(self, partitions: Sequence[int]) -> None:
         with self._lock:
             for p in partitions:
                 self._parts.pop(p, None)
                 self._replay_start.pop(p, None)
+                self._replaying.pop(p, None)
 
     def coverage(self, partitions: Sequence[int], now: int) -> dict[int, list[int]]:
-        """[max(now - window, replay start), now] per owned partition."""
+        """[max(now - window, replay start), now] per owned partition whose replay has
+        caught up; a partition still replaying advertises nothing, so no reader mistakes
+        its partial window for a complete one."""
         with self._lock:
             return {
                 p: [max(now - self._window, self._replay_start.get(p, now)), now]
                 for p in partitions
-                if p in self._parts
+                if p in self._parts and p not in self._replaying
             }
 
-    def idle(self) -> None:
+    def replaying(self) -> list[int]:
+        """Partitions whose replay has not caught up yet."""
         with self._lock:
+            return sorted(self._replaying)
+
+    def idle(self) -> None:
+        # A poll that returned nothing: every assigned partition is at its end.
+        with self._lock:
+            self._replaying.clear()
             oldest = self._oldest()
             for part in self._parts.values():
                 part.evict(oldest)

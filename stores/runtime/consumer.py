@@ -137,6 +137,15 @@ class ConsumerLoop(Generic[T]):
                     DeadLetter(msg.key(), value, exc.reason, self._store.topic, partition, offset)
                 )
                 continue
+            except Exception as exc:
+                # A decoder bug must not crash-loop the store on one message (it would be
+                # re-read after every restart): park the message with the error, loudly.
+                log.exception("decoder failed on %s[%d]@%d", self._store.topic, partition, offset)
+                reason = f"decoder error: {type(exc).__name__}: {exc}"
+                letters.append(
+                    DeadLetter(msg.key(), value, reason, self._store.topic, partition, offset)
+                )
+                continue
             records.append(Record(partition, offset, _timestamp_ms(msg), decoded))
         try:
             self._dead_letters.write(letters)

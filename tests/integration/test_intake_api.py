@@ -275,17 +275,24 @@ def test_python_m_intake_serves(strata_env: dict[str, str], tmp_path: Path) -> N
         proc.wait(10)
 
 
-def test_corrupt_keys_file_is_503_not_500(
+def test_broken_keys_file_keeps_the_last_good_keys(
     intake: RunningIntake, settings: IntakeSettings, api_key: str
 ) -> None:
+    assert httpx.get(intake.url + "/api/v1/validate", headers={"DD-API-KEY": api_key}).is_success
+    settings.keys_path.write_text("{not json")  # a bad hand edit must not lock customers out
+    time.sleep(1.5)  # past the reload interval: the store has seen the broken file
+    r = httpx.get(intake.url + "/api/v1/validate", headers={"DD-API-KEY": api_key})
+    assert r.status_code == 200, r.text
+
+
+def test_unreadable_keys_file_at_start_is_503_not_500(strata_env: dict[str, str]) -> None:
+    settings = intake_settings(strata_env)
+    settings.keys_path.parent.mkdir(parents=True, exist_ok=True)
     settings.keys_path.write_text("{not json")
-    deadline = time.monotonic() + 5
-    while True:
-        r = httpx.get(intake.url + "/api/v1/validate", headers={"DD-API-KEY": api_key})
-        if r.status_code != 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    with running_intake(settings) as intake:
+        r = httpx.get(intake.url + "/api/v1/validate", headers={"DD-API-KEY": "whatever"})
     assert r.status_code == 503 and "Retry-After" in r.headers
+    assert "key store unreadable" in r.json()["errors"][0]
 
 
 def test_datadog_package_submits_without_error(

@@ -92,3 +92,15 @@ def test_unreadable_messages_name_the_reason(raw: bytes, reason: str) -> None:
 def test_kind_mismatch_is_unreadable() -> None:
     with pytest.raises(UnreadableMessage, match="expected a series message"):
         decode_series(_golden("points_v1.hex"))
+
+
+def test_offsets_splitting_a_utf8_character_are_unreadable() -> None:
+    raw = bytearray(_golden("series_v1.hex"))
+    # Layout tail: offsets [0, 19, 32] (3 x u32) then the 32-byte blob
+    # "env:prod,host:Web-1" + "région:été". Moving offsets[1] to 21 cuts the "é" at 20-21.
+    blob = 32
+    offsets_at = len(raw) - blob - 12
+    assert int.from_bytes(raw[offsets_at + 4 : offsets_at + 8], "little") == 19
+    raw[offsets_at + 4 : offsets_at + 8] = (21).to_bytes(4, "little")
+    with pytest.raises(UnreadableMessage, match="UTF-8"):
+        decode_series(bytes(raw))

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from query.app import create_app
 from query.settings import QuerySettings
 from strata.keys import KeyStore, NewKeys, create_keys
-from tests.unit.test_query_fakes import FakeStore
+from tests.unit.query_fakes import FakeStore
 
 T0 = 1_700_000_000 - 1_700_000_000 % 3600  # hour-aligned: every ladder step divides it
 
@@ -225,3 +225,14 @@ def test_unknown_path_uses_the_error_shape(client: TestClient) -> None:
     resp = client.get("/api/v1/nope")
     assert resp.status_code == 404
     assert resp.json() == {"errors": ["Not Found"]}
+
+
+def test_unreadable_keys_file_is_503_not_500(tmp_path: Path, store: FakeStore) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    app = create_app(QuerySettings(retry_after_seconds=2), store, KeyStore(path, check_every=0))
+    with TestClient(app) as c:
+        r = c.get("/api/v1/metrics", params={"from": 0}, headers={"DD-API-KEY": "x"})
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "2"
+    assert r.json() == {"errors": ["Service unavailable, retry later: key store unreadable"]}

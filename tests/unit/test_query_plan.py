@@ -7,7 +7,7 @@ import pytest
 
 from query.language import parse_query
 from query.plan import TooManySeries, execute, group_membership
-from tests.unit.test_query_fakes import FakeStore
+from tests.unit.query_fakes import FakeStore
 
 
 def test_membership_multi_value_missing_and_unknown_series() -> None:

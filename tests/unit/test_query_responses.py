@@ -13,7 +13,7 @@ from datadog_api_client.v1.model.metrics_query_response import MetricsQueryRespo
 from query.language import parse_query
 from query.plan import GroupSeries, QueryResult, execute
 from query.responses import error_body, metrics_list_response, query_response
-from tests.unit.test_query_fakes import FakeStore
+from tests.unit.query_fakes import FakeStore
 
 
 def deserialize(body: dict[str, Any], model: type) -> Any:

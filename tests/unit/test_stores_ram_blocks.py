@@ -108,22 +108,36 @@ def record(
     return Record(partition, offset, 0, PointBatch("acme", "m", s, t, value))
 
 
+def record_at(
+    partition: int, appended_ms: int, sid: list[int], ts: list[int], v: list[float]
+) -> Record[PointBatch]:
+    s, t, value = cols(sid, ts, v)
+    return Record(partition, 0, appended_ms, PointBatch("acme", "m", s, t, value))
+
+
 def test_ram_store_window_coverage_and_revoke() -> None:
     clock = Clock(NOW)
-    store = RamStore("points", 3600, clock=clock)
+    store = RamStore("points", 3600, replay_margin_seconds=600, clock=clock)
     pos = store.start_position(0, NOW * 1000)
-    assert pos.timestamp_ms == (NOW - 3600) * 1000
-    store.assigned([0, 1], {0: (NOW - 3600) * 1000, 1: (NOW - 3600) * 1000})
+    # The seek reaches back a margin for points stamped ahead of their append time.
+    assert pos.timestamp_ms == (NOW - 3600 - 600) * 1000
+    store.assigned([0, 1], {0: pos.timestamp_ms, 1: pos.timestamp_ms})
     store.apply(
         [record(0, 0, [1, 1], [NOW - 4000, NOW - 10], [1.0, 2.0]), record(1, 0, [2], [NOW], [5.0])]
     )
     assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (2, NOW): 5.0}
+    # Still replaying (nothing appended after the assignment seen, no idle poll yet).
+    assert store.coverage([0, 1], NOW) == {}
+    assert store.replaying() == [0, 1]
+    store.apply([record_at(0, NOW * 1000, [1], [NOW], [3.0])])  # appended after: caught up
+    assert store.coverage([0, 1], NOW) == {0: [NOW - 3600, NOW]}
+    store.idle()  # an empty poll: every partition is at its end
     assert store.coverage([0, 1], NOW) == {0: [NOW - 3600, NOW], 1: [NOW - 3600, NOW]}
     store.revoked([1])
-    assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 10): 2.0}
+    assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (1, NOW): 3.0}
     assert store.coverage([0], NOW) == {0: [NOW - 3600, NOW]}
     # Time passes: the window moves and old blocks go.
-    clock.now = NOW + 3600
+    clock.now = NOW + 3600 + BLOCK_SECONDS
     store.idle()
     assert store.rows() == 0
     assert store.read(ALL, 5, 1).__len__() == 3 and store.read(ALL, 5, 1)[0].size == 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from query.stores_client import PointColumns, Sids, StoreClient, StoreUnavailable
+from query.stores_client import PointColumns, Sids, StoreUnavailable
 from strata.naming import canonical_tags
 from strata.series_id import series_id
 
@@ -91,13 +91,3 @@ class FakeStore:
             t for s in self.series.values() if s.org == org and s.metric == metric for t in s.tags
         }
         return sorted(tags)
-
-
-def test_fake_implements_the_protocol_and_scopes_orgs() -> None:
-    store = FakeStore()
-    client: StoreClient = store
-    a = store.add("a", "m", ["env:prod"], [(10, 1.0)])
-    store.add("b", "m", ["env:prod"], [(10, 2.0)])
-    assert client.resolve("a", "m", 0, 100, ("env:prod",), ()).tolist() == [a]
-    assert client.lookup("b", "m", np.array([a], np.uint64)) == {}
-    assert client.read_points("a", "m", np.array([a], np.uint64), 0, 9).sid.size == 0
