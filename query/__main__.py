@@ -20,7 +20,7 @@ def main() -> None:
     registry = Registry(settings.redis_url)
     view = RegistryView(registry, settings.registry_cache_seconds)
     http = httpx.Client(timeout=settings.store_timeout_seconds)
-    client = HttpStoreClient(view, http)
+    client = HttpStoreClient(view, http, coverage_margin_seconds=settings.coverage_margin_seconds)
     app = create_app(settings, client, KeyStore(settings.keys_path))
     try:
         uvicorn.run(

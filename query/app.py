@@ -2,15 +2,17 @@
 
 Every error is a Datadog-style ``{"errors": [...]}`` body: 400 for bad input (naming the
 parameter or the query position), 403 for keys, 503 (with Retry-After) when the stores
-cannot answer yet, 502 when a store answered nonsense. Handlers are plain ``def``: the
-store clients are blocking, so FastAPI runs them in its thread pool.
+cannot answer yet or no point tier can serve part of the range, 502 when a store answered
+nonsense. Handlers are plain ``def``: the store clients are blocking, so FastAPI runs them
+in its thread pool. Query answers name the point tiers that served them in the
+``X-Strata-Tiers`` header.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from query.language import QuerySyntaxError, parse_query
 from query.params import BadParameter, parse_range, parse_timestamp, required
 from query.plan import TooManySeries, execute
-from query.responses import error_body, metrics_list_response, query_response
+from query.responses import TIERS_HEADER, error_body, metrics_list_response, query_response
+from query.segments import Uncovered
 from query.settings import QuerySettings
 from query.stores_client import StoreClient, StoreReplyError, StoreUnavailable
 from strata.keys import KeysFileError, KeyStore
@@ -71,6 +74,7 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
     async def _invalid(_: Request, exc: Exception) -> JSONResponse:
         return error(400, f"invalid request: {exc}")
 
+    @app.exception_handler(Uncovered)
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
         retry = {"Retry-After": str(settings.retry_after_seconds)}
@@ -90,7 +94,7 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
         return {"status": "ok", "kind": "query"}
 
     @app.get("/api/v1/query")
-    def query(request: Request) -> dict[str, Any]:
+    def query(request: Request, response: Response) -> dict[str, Any]:
         org = authenticate(request, keys)
         params = request.query_params
         start, end = parse_range(params.get("from"), params.get("to"))
@@ -105,6 +109,8 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
             max_points=settings.max_points,
             max_series=settings.max_series,
         )
+        if result.tiers:
+            response.headers[TIERS_HEADER] = ",".join(result.tiers)
         return query_response(result, text)
 
     @app.get("/api/v1/metrics")

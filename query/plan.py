@@ -1,4 +1,4 @@
-"""Query execution: resolve series -> (look up tags) -> fetch points -> aggregate.
+"""Query execution: resolve series -> (look up tags) -> stitch tiers -> aggregate.
 
 The planner talks to the stores only through :class:`query.stores_client.StoreClient`, so it
 runs unchanged against the HTTP client or a fake in unit tests.
@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from query.aggregate import Membership, aggregate
+from query.aggregate import Membership, space_aggregate
 from query.interval import choose_interval
 from query.language import MetricQuery
+from query.stitch import read_stitched
 from query.stores_client import Sids, StoreClient
 
 MISSING_VALUE = "N/A"
@@ -47,6 +48,8 @@ class QueryResult:
     end: int
     interval: int
     series: list[GroupSeries]
+    # Point tiers that served the answer, oldest first (the X-Strata-Tiers header).
+    tiers: tuple[str, ...] = ()
 
 
 def group_membership(
@@ -91,7 +94,8 @@ def execute(
 ) -> QueryResult:
     """Run ``query`` for ``org`` over [start, end] (inclusive Unix seconds).
 
-    Raises :class:`TooManySeries`, and whatever the client raises
+    Raises :class:`TooManySeries`, :class:`query.segments.Uncovered` (no tier can serve part
+    of the range), and whatever the client raises
     (:class:`query.stores_client.StoreUnavailable` / ``StoreReplyError``).
     """
     interval = choose_interval(start, end, max_points)
@@ -106,20 +110,11 @@ def execute(
     tags = client.lookup(org, query.metric, sids) if query.group_by else {}
     membership, labels = group_membership(sids, tags, query.group_by)
 
-    points = client.read_points(org, query.metric, sids, start, end)
-    # Defensive: keep only asked-for sids inside the range, whatever a store sent.
-    pos = np.searchsorted(sids, points.sid).clip(max=sids.size - 1)
-    keep = (sids[pos] == points.sid) & (points.ts >= start) & (points.ts <= end)
-    grouped = aggregate(
-        pos[keep].astype(np.int64),
-        points.ts[keep],
-        points.value[keep],
-        membership,
-        interval,
-        query.aggregator,
-    )
+    # Time rollup across the tiers (avg per series per bucket), then space aggregation.
+    stitched = read_stitched(client, org, query.metric, sids, start, end, interval)
+    grouped = space_aggregate(stitched.rolled, membership, query.aggregator)
     series = [
         GroupSeries(labels[g], grouped.bucket[rows], grouped.value[rows])
         for g, rows in grouped.slices()
     ]
-    return QueryResult(query, start, end, interval, series)
+    return QueryResult(query, start, end, interval, series, stitched.tiers)

@@ -14,6 +14,9 @@ import numpy as np
 
 from query.plan import GroupSeries, QueryResult
 
+# Names the point tiers that served a query answer, oldest first: "archive,rocks,ram".
+TIERS_HEADER = "X-Strata-Tiers"
+
 
 def error_body(*messages: str) -> dict[str, list[str]]:
     return {"errors": list(messages)}

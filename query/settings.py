@@ -27,6 +27,12 @@ class QuerySettings(CommonSettings):
     registry_cache_seconds: float = Field(
         default=1.0, ge=0, description="how long discovered store instances are reused"
     )
+    coverage_margin_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="seconds taken off the start of a RAM store's advertised coverage (its "
+        "window keeps sliding between publishing and reading); older tiers serve them",
+    )
     retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After sent with 503")
 
     @property

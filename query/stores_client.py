@@ -21,8 +21,11 @@ import pyarrow as pa
 import redis
 
 from query.routing import NoOwner, owner
+from query.segments import TIER_ORDER, TierSource
 from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
+from strata.partitioning import partition_for, partition_key
 from strata.registry import Registration
+from strata.rollup import Rollups
 
 Sids = npt.NDArray[np.uint64]
 
@@ -35,6 +38,11 @@ class StoreUnavailable(RuntimeError):
 
 class StoreReplyError(RuntimeError):
     """A store answered with an error status or a body that breaks the contract."""
+
+
+class StoreServerError(StoreReplyError):
+    """A store answered 5xx (other than 503): it is failing, so a point read falls back to
+    the next tier; anything else still answers 502."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +77,18 @@ class StoreClient(Protocol):
         """sid -> canonical tags for the given sids of (org, metric); unknown sids omitted."""
         ...
 
-    def read_points(self, org: str, metric: str, sids: Sids, start: int, end: int) -> PointColumns:
-        """Points of ``sids`` with start <= ts <= end, duplicates resolved."""
+    def tier_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
+        """The partition of ``org|metric`` (None if no point store is registered at all) and,
+        per point tier that has an instance owning it, that instance and its coverage."""
+        ...
+
+    def read_tier(
+        self, source: TierSource, sids: Sids, start: int, end: int, resolution: str
+    ) -> PointColumns | Rollups:
+        """The point read API of ``source``: points (``raw``) or rollups (``1m``/``1h``) of
+        ``sids`` in [start, end]. Raises :class:`StoreUnavailable` (unreachable, 503) or
+        :class:`StoreServerError` (5xx), on which the planner falls back to the next tier,
+        and :class:`StoreReplyError` for answers breaking the contract."""
         ...
 
     def list_metrics(self, org: str, start: int) -> list[str]:
@@ -119,9 +137,18 @@ class RegistryView:
 class HttpStoreClient:
     """:class:`StoreClient` over the stores' HTTP read APIs."""
 
-    def __init__(self, view: RegistryView, http: httpx.Client) -> None:
+    def __init__(
+        self,
+        view: RegistryView,
+        http: httpx.Client,
+        *,
+        coverage_margin_seconds: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._view = view
         self._http = http
+        self._margin = coverage_margin_seconds
+        self._clock = clock
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -141,6 +168,11 @@ class HttpStoreClient:
             ) from exc
         if resp.status_code == 503:
             raise StoreUnavailable(f"{reg.kind} store {reg.instance} is not ready")
+        if resp.status_code >= 500:
+            raise StoreServerError(
+                f"{reg.kind} store {reg.instance} answered {resp.status_code} to {path}: "
+                f"{resp.text[:200]}"
+            )
         if resp.status_code != 200:
             raise StoreReplyError(
                 f"{reg.kind} store {reg.instance} answered {resp.status_code} to {path}: "
@@ -204,13 +236,46 @@ class HttpStoreClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreReplyError(f"tags store {reg.instance} sent a malformed lookup") from exc
 
-    def read_points(self, org: str, metric: str, sids: Sids, start: int, end: int) -> PointColumns:
+    def tier_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
+        key = partition_key(org, metric)
+        partition: int | None = None
+        sources: list[TierSource] = []
+        now = self._clock()
+        for kind in TIER_ORDER:
+            instances = self._view.instances(kind)
+            try:
+                reg = owner(instances, kind, org, metric)
+            except NoOwner as exc:
+                partition = exc.partition if partition is None else partition
+                continue
+            partition = partition_for(key, reg.partition_count)
+            cov = _coverage(reg.coverage.get(partition))
+            if cov is not None and kind == "ram":
+                # RAM's lower bound is ``now - window``: it moved on since the entry was
+                # published (and keeps moving during the read), so the oldest seconds it
+                # advertised may be evicted already. Older tiers serve those.
+                lo = cov[0] + int(max(0.0, now - reg.updated)) + self._margin
+                cov = (lo, cov[1]) if lo <= cov[1] else None
+            sources.append(TierSource(kind, reg.instance, reg.address, cov))
+        return partition, sources
+
+    def read_tier(
+        self, source: TierSource, sids: Sids, start: int, end: int, resolution: str
+    ) -> PointColumns | Rollups:
         if sids.size == 0:
-            return PointColumns.empty()
-        reg = self._owner("ram", org, metric)
-        body = {"sids": sids.tolist(), "from": start, "to": end}
+            return PointColumns.empty() if resolution == "raw" else Rollups.empty()
+        body: dict[str, Any] = {"sids": sids.tolist(), "from": start, "to": end}
+        if resolution != "raw":
+            # Omitted for raw (its default) so stores predating resolutions keep answering.
+            body["resolution"] = resolution
+        reg = Registration(
+            kind=source.tier, instance=source.instance, address=source.address, topic=""
+        )
         raw = self._post_json(reg, "/v1/points/read", body).content
-        return decode_points(raw, source=f"ram store {reg.instance}")
+        what = f"{source.tier} store {source.instance}"
+        if resolution == "raw":
+            return decode_points(raw, source=what)
+        return decode_rollups(raw, source=what)
 
     def list_metrics(self, org: str, start: int) -> list[str]:
         instances = self._view.instances("tags")
@@ -254,3 +319,46 @@ def decode_points(raw: bytes, *, source: str) -> PointColumns:
     except (KeyError, pa.ArrowInvalid, TypeError, ValueError) as exc:
         raise StoreReplyError(f"{source} sent Arrow columns other than sid/ts/value") from exc
     return PointColumns(cols[0], cols[1], cols[2])
+
+
+def _coverage(value: object) -> tuple[int, int] | None:
+    """A registry coverage entry as (lo, hi), or None when absent or malformed (a tier
+    whose coverage cannot be read is treated as covering nothing)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    lo, hi = value
+    if not isinstance(lo, int) or not isinstance(hi, int) or lo > hi:
+        return None
+    return lo, hi
+
+
+_ROLLUP_COLUMNS = (
+    ("sid", SID_DTYPE),
+    ("ts", TS_DTYPE),
+    ("count", TS_DTYPE),
+    ("sum", VALUE_DTYPE),
+    ("min", VALUE_DTYPE),
+    ("max", VALUE_DTYPE),
+    ("last", VALUE_DTYPE),
+    ("last_ts", TS_DTYPE),
+)
+
+
+def decode_rollups(raw: bytes, *, source: str) -> Rollups:
+    """Decode an Arrow IPC stream with the columns of :class:`strata.rollup.Rollups`
+    (``ts`` is the bucket start), as every point tier answers ``1m``/``1h`` reads."""
+    try:
+        table = pa.ipc.open_stream(raw).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreReplyError(f"{source} sent an unreadable Arrow stream: {exc}") from exc
+    if table.num_rows == 0:
+        return Rollups.empty()
+    try:
+        cols = [
+            table.column(name).to_numpy().astype(dtype, copy=False)
+            for name, dtype in _ROLLUP_COLUMNS
+        ]
+    except (KeyError, pa.ArrowInvalid, TypeError, ValueError) as exc:
+        names = "/".join(n for n, _ in _ROLLUP_COLUMNS)
+        raise StoreReplyError(f"{source} sent Arrow columns other than {names}") from exc
+    return Rollups(*cols)

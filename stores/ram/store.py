@@ -16,6 +16,7 @@ import numpy as np
 from stores.ram.blocks import Columns, PartitionPoints, Sids, concat, sort_columns
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import PointBatch, decode_points
+from strata.rollup import Rollups, rollup
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,24 @@ class RamStore(Store[PointBatch]):
         # A sid belongs to one org|metric, hence one partition: the parts are disjoint.
         return sort_columns(concat([p for p in parts if p[0].size]))
 
+    def read_rollups(self, sids: Sids, start: int, end: int, step: int) -> Rollups:
+        """Rollups of ``step`` seconds for buckets of ``sids`` whose start is in
+        ``[start, end]``, each over the bucket's whole ``[bucket, bucket + step)`` (clamped to
+        the window, like raw reads), computed on the fly from the resolved points."""
+        lo, hi = rollup_span(start, end, step)
+        if lo > hi:
+            return Rollups.empty()
+        sid, ts, value = self.read(sids, lo, hi)
+        return rollup(sid, ts, value, step)
+
     def rows(self) -> int:
         with self._lock:
             return sum(len(p) for p in self._parts.values())
+
+
+def rollup_span(start: int, end: int, step: int) -> tuple[int, int]:
+    """The point range a rollup read needs: from the first bucket starting at or after
+    ``start`` to the end of the last bucket starting at or before ``end``."""
+    first = -(-start // step) * step
+    last = end - end % step
+    return first, last + step - 1

@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from query.stores_client import decode_rollups
 from strata.registry import Registry
+from strata.rollup import Rollups, rollup
 from strata.servers import free_port
 from strata.settings import CommonSettings
 from strata.topics import ensure_topics
@@ -61,6 +64,44 @@ def read_all(url: str, series: list[Series], now: int) -> Points:
     return read_points(url, [s.sid for s in series], now - 3600, now + 60)
 
 
+Rows = dict[tuple[int, int], tuple[int, float, float, float, float, int]]
+
+
+def read_rollups(url: str, series: list[Series], start: int, end: int, resolution: str) -> Rows:
+    body = {"sids": [s.sid for s in series], "from": start, "to": end, "resolution": resolution}
+    resp = httpx.post(f"{url}/v1/points/read", json=body, timeout=5.0)
+    assert resp.status_code == 200, resp.text
+    return rows(decode_rollups(resp.content, source="ram"))
+
+
+def rows(r: Rollups) -> Rows:
+    return {
+        (int(r.sid[i]), int(r.bucket[i])): (
+            int(r.count[i]),
+            float(r.sum[i]),
+            float(r.min[i]),
+            float(r.max[i]),
+            float(r.last[i]),
+            int(r.last_ts[i]),
+        )
+        for i in range(len(r))
+    }
+
+
+def model_rollups(model: Points, start: int, end: int, step: int) -> Rows:
+    """Rollups of the model's points in whole buckets starting in [start, end]."""
+    last = end - end % step + step - 1
+    keys = sorted(k for k in model if -(-start // step) * step <= k[1] <= last)
+    return rows(
+        rollup(
+            np.array([k[0] for k in keys], np.uint64),
+            np.array([k[1] for k in keys], np.int64),
+            np.array([model[k] for k in keys], np.float64),
+            step,
+        )
+    )
+
+
 def test_serves_what_was_produced_and_redelivery_changes_nothing(
     stores: Stores, strata_env: dict[str, str]
 ) -> None:
@@ -84,6 +125,11 @@ def test_serves_what_was_produced_and_redelivery_changes_nothing(
         what="second copy applied",
     )
     assert read_all(ram.url, series, now) == model
+    # Rollup reads (the point read API's 1m/1h shapes) summarise the same resolved points.
+    start = now - now % 3600 - 3600
+    for resolution, step in (("1m", 60), ("1h", 3600)):
+        got = read_rollups(ram.url, series, start, now, resolution)
+        assert got == model_rollups(model, start, now, step), resolution
     # Registry coverage spans the window for every owned partition.
     final = ram.registration()
     assert final is not None and sorted(final.coverage) == [0, 1, 2]

@@ -1,7 +1,10 @@
 """An in-memory :class:`query.stores_client.StoreClient` for pure unit tests (and its checks).
 
 It follows the read-API contract of docs/architecture.md: per-org series, resolve with
-include/exclude tags, lookup that never returns another org's sids, inclusive point ranges.
+include/exclude tags, lookup that never returns another org's sids, inclusive point ranges,
+and point tiers that each hold the points inside their advertised coverage and answer raw or
+rollup reads (rollups over whole buckets whose start is in the range). By default there is
+one RAM tier covering everything, as before tiers existed.
 """
 
 from __future__ import annotations
@@ -10,9 +13,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from query.segments import LIVE_TIERS, TierSource
 from query.stores_client import PointColumns, Sids, StoreUnavailable
+from stores.ram.store import rollup_span
+from strata.conflict import resolve
 from strata.naming import canonical_tags
+from strata.rollup import RESOLUTIONS, Rollups, rollup
 from strata.series_id import series_id
+
+EVERYTHING = (-(2**40), 2**40)
+
+
+@dataclass
+class FakeTier:
+    """A point tier: holds the store's points inside ``coverage`` (None = advertises none);
+    ``error``, when set, is raised by every read (a tier that is down)."""
+
+    coverage: tuple[int, int] | None
+    error: Exception | None = None
 
 
 @dataclass
@@ -29,6 +47,10 @@ class FakeStore:
     points: list[tuple[int, int, float]] = field(default_factory=list)  # (sid, ts, value)
     unavailable: bool = False
     lookups: int = 0
+    tiers: dict[str, FakeTier] = field(default_factory=lambda: {"ram": FakeTier(EVERYTHING)})
+    partition: int | None = 1
+    # (tier, resolution, from, to) of every point read, in order
+    reads: list[tuple[str, str, int, int]] = field(default_factory=list)
 
     def add(self, org: str, metric: str, tags: list[str], points: list[tuple[int, float]]) -> int:
         canon = canonical_tags(tags)
@@ -71,15 +93,35 @@ class FakeStore:
                 out[sid] = s.tags
         return out
 
-    def read_points(self, org: str, metric: str, sids: Sids, start: int, end: int) -> PointColumns:
+    def tier_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
         self._check()
+        return self.partition, [
+            TierSource(name, f"{name}-1", f"http://{name}", t.coverage)
+            for name, t in self.tiers.items()
+        ]
+
+    def read_tier(
+        self, source: TierSource, sids: Sids, start: int, end: int, resolution: str
+    ) -> PointColumns | Rollups:
+        self.reads.append((source.tier, resolution, start, end))
+        tier = self.tiers[source.tier]
+        if tier.error is not None:
+            raise tier.error
+        step = RESOLUTIONS[resolution]
+        lo, hi = rollup_span(start, end, step) if resolution != "raw" else (start, end)
+        if tier.coverage is not None:  # what the tier holds
+            lo = max(lo, tier.coverage[0])
+            hi = hi if source.tier in LIVE_TIERS else min(hi, tier.coverage[1])
         wanted = set(sids.tolist())
-        rows = sorted(p for p in self.points if p[0] in wanted and start <= p[1] <= end)
-        return PointColumns(
+        rows = [p for p in self.points if p[0] in wanted and lo <= p[1] <= hi]
+        sid, ts, value = resolve(
             np.array([r[0] for r in rows], dtype=np.uint64),
             np.array([r[1] for r in rows], dtype=np.int64),
             np.array([r[2] for r in rows], dtype=np.float64),
         )
+        if resolution == "raw":
+            return PointColumns(sid, ts, value)
+        return rollup(sid, ts, value, step)
 
     def list_metrics(self, org: str, start: int) -> list[str]:
         self._check()

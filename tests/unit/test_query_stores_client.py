@@ -15,16 +15,21 @@ import pyarrow as pa
 import pytest
 
 from query.routing import NoOwner, owner
+from query.segments import TierSource
 from query.stores_client import (
     ARROW_STREAM,
     HttpStoreClient,
+    PointColumns,
     RegistryView,
     StoreReplyError,
+    StoreServerError,
     StoreUnavailable,
     decode_points,
+    decode_rollups,
 )
 from strata.partitioning import partition_for, partition_key
 from strata.registry import Registration
+from strata.rollup import Rollups
 
 ORG, METRIC = "acme", "cpu"
 PART = partition_for(partition_key(ORG, METRIC), 4)
@@ -135,7 +140,10 @@ def test_http_client_speaks_the_contract() -> None:
     sids = client.resolve(ORG, METRIC, 0, 100, ("env:prod",), ("host:a",))
     assert sids.dtype == np.uint64 and sids.tolist() == [5, big]
     assert client.lookup(ORG, METRIC, sids) == {big: ("a:b",)}
-    pts = client.read_points(ORG, METRIC, sids, 0, 100)
+    partition, [ram] = client.tier_sources(ORG, METRIC)
+    assert partition == PART and ram.tier == "ram" and ram.coverage is None
+    pts = client.read_tier(ram, sids, 0, 100, "raw")
+    assert isinstance(pts, PointColumns)
     assert pts.sid.tolist() == [big, big] and pts.ts.tolist() == [10, 10]
     assert client.list_metrics(ORG, 0) == ["a", "b", "c"]  # fanned out, merged, sorted
     assert client.metric_tags(ORG, METRIC, 0) == ["host:x"]
@@ -163,7 +171,7 @@ def test_http_errors_are_classified() -> None:
         make_client(refuse).resolve(ORG, METRIC, 0, 1, (), ())
     with pytest.raises(StoreUnavailable, match="not ready"):
         make_client(lambda r: httpx.Response(503)).resolve(ORG, METRIC, 0, 1, (), ())
-    with pytest.raises(StoreReplyError, match="answered 500"):
+    with pytest.raises(StoreServerError, match="answered 500"):
         make_client(lambda r: httpx.Response(500, text="boom")).resolve(ORG, METRIC, 0, 1, (), ())
     with pytest.raises(StoreReplyError, match="7 bytes"):
         make_client(lambda r: httpx.Response(200, content=b"1234567")).resolve(
@@ -177,8 +185,7 @@ def test_no_registered_owner_is_unavailable() -> None:
     view = RegistryView(FakeDiscovery([]), ttl=0.0)
     never = httpx.MockTransport(lambda r: httpx.Response(500))
     client = HttpStoreClient(view, httpx.Client(transport=never))
-    with pytest.raises(StoreUnavailable, match="pipeline may be starting"):
-        client.read_points(ORG, METRIC, np.array([1], np.uint64), 0, 1)
+    assert client.tier_sources(ORG, METRIC) == (None, [])
     with pytest.raises(StoreUnavailable, match="no tags store"):
         client.list_metrics(ORG, 0)
 
@@ -194,3 +201,86 @@ def test_decode_points_rejects_garbage_and_wrong_columns() -> None:
         decode_points(bytes(sink.getvalue().to_pybytes()), source="ram")
     empty = arrow_bytes([], [], [])
     assert decode_points(empty, source="ram").sid.size == 0
+
+
+def rollup_bytes(sid: list[int], bucket: list[int], count: list[int]) -> bytes:
+    n = len(sid)
+    f = [float(c) for c in count]
+    batch = pa.record_batch(
+        [
+            pa.array(sid, pa.uint64()),
+            pa.array(bucket, pa.int64()),
+            pa.array(count, pa.int64()),
+            pa.array(f, pa.float64()),
+            pa.array(f, pa.float64()),
+            pa.array(f, pa.float64()),
+            pa.array(f, pa.float64()),
+            pa.array([b + 1 for b in bucket][:n], pa.int64()),
+        ],
+        names=["sid", "ts", "count", "sum", "min", "max", "last", "last_ts"],
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def test_tier_sources_per_kind_with_coverage_and_ram_margin() -> None:
+    now = 10_000.0
+    regs = [
+        reg("ram", "ram-1", [PART], updated=now - 3),
+        reg("rocks", "rocks-1", [PART]),
+        reg("archive", "arch-1", [p for p in range(4) if p != PART]),  # owns others only
+    ]
+    regs[0].coverage = {PART: [5000, 10_000]}
+    regs[1].coverage = {PART: [100, 10_000], 99: "garbage"}  # type: ignore[dict-item]
+    view = RegistryView(FakeDiscovery(regs), ttl=0.0)
+    never = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    client = HttpStoreClient(view, never, coverage_margin_seconds=30, clock=lambda: now)
+    partition, sources = client.tier_sources(ORG, METRIC)
+    assert partition == PART
+    # RAM's sliding window start moved 3 s since publishing; plus the 30 s margin.
+    assert sources == [
+        TierSource("ram", "ram-1", "http://ram-1:1", (5033, 10_000)),
+        TierSource("rocks", "rocks-1", "http://rocks-1:1", (100, 10_000)),
+    ]
+
+
+def test_rollup_reads_send_the_resolution_and_decode() -> None:
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, content=rollup_bytes([7, 7], [0, 3600], [2, 3]))
+
+    client = make_client(handler)
+    src = TierSource("rocks", "rocks-1", "http://rocks-1:1", (0, 1))
+    got = client.read_tier(src, np.array([7], np.uint64), 0, 7199, "1h")
+    assert isinstance(got, Rollups)
+    assert got.bucket.tolist() == [0, 3600] and got.count.tolist() == [2, 3]
+    assert seen == [{"sids": [7], "from": 0, "to": 7199, "resolution": "1h"}]
+
+
+def test_tier_read_failures_are_classified_for_fallback() -> None:
+    src = TierSource("rocks", "rocks-1", "http://rocks-1:1", (0, 1))
+    sids = np.array([1], np.uint64)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(StoreUnavailable, match=r"rocks store rocks-1 .* unreachable"):
+        make_client(refuse).read_tier(src, sids, 0, 1, "raw")
+    with pytest.raises(StoreServerError, match="answered 502"):
+        make_client(lambda r: httpx.Response(502)).read_tier(src, sids, 0, 1, "raw")
+    # A 4xx is a contract violation, not an outage: no fallback.
+    with pytest.raises(StoreReplyError, match="answered 400") as info:
+        make_client(lambda r: httpx.Response(400)).read_tier(src, sids, 0, 1, "raw")
+    assert not isinstance(info.value, StoreServerError)
+
+
+def test_decode_rollups_rejects_points_shape() -> None:
+    with pytest.raises(StoreReplyError, match="sid/ts/count/sum/min/max/last/last_ts"):
+        decode_rollups(arrow_bytes([1], [2], [3.0]), source="rocks")
+    with pytest.raises(StoreReplyError, match="unreadable Arrow"):
+        decode_rollups(b"nope", source="rocks")
+    assert len(decode_rollups(rollup_bytes([], [], []), source="rocks")) == 0
