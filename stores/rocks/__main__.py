@@ -1,0 +1,33 @@
+"""``python -m stores.rocks``: run one rocks store instance until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import sys
+
+from fastapi import FastAPI
+
+from stores.rocks.api import create_app
+from stores.rocks.settings import DEFAULT_PORT, RocksSettings
+from stores.rocks.store import RocksStore
+from stores.runtime import run_store
+from stores.runtime.ownership import Ownership
+from stores.runtime.rocks import store_path
+
+
+def main() -> int:
+    settings = RocksSettings.load()
+    store = RocksStore(
+        settings.topic_points,
+        store_path(settings.data_dir, "rocks", settings.instance_id),
+        settings.retention_days,
+        retention_check_seconds=settings.retention_check_seconds,
+    )
+
+    def app(ownership: Ownership) -> FastAPI:
+        return create_app(store, ownership)
+
+    return run_store(store, settings, app, DEFAULT_PORT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
