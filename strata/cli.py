@@ -36,6 +36,7 @@ from strata.keys import create_keys
 from strata.servers import RunningServer, ServerFailed, free_port, port_open, spawn
 from strata.settings import CommonSettings
 from strata.supervisor import (
+    INTERNAL_COMPONENTS,
     SERVICE_MODULES,
     Component,
     Phase,
@@ -140,7 +141,7 @@ class Up:
         self.say(f"{'created' if created else 'reusing'} keys for org {s.org}")
 
         ports = {"intake": s.intake_port, "query": s.query_port}
-        ports |= {n: free_port() for n in ("ram", "tags", "inverted")}
+        ports |= {n: free_port() for n in INTERNAL_COMPONENTS}
         components = plan_components(ports)
         self.sup = Supervision(
             components,
@@ -379,6 +380,40 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(done: int, total: int, out: TextIO, width: int = 30) -> None:
+    filled = width * done // total if total else width
+    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} partitions")
+    out.flush()
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    """Run ``python -m stores.archive compact`` (compaction + retention) with a progress
+    bar; the kernel never imports the archive package, it only starts it."""
+    env = dict(os.environ)
+    if args.data_dir is not None:
+        env["STRATA_DATA_DIR"] = str(args.data_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stores.archive", args.archive_command, "--progress"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    report = ""
+    for line in proc.stdout:
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == "progress":
+            _progress_bar(int(fields[1]), int(fields[2]), sys.stderr)
+        elif line.strip():
+            report = line.strip()
+    code = proc.wait()
+    sys.stderr.write("\n")
+    if code != 0:
+        raise CliError(f"archive {args.archive_command} failed (exit {code})")
+    print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="strata", description="Strata metrics pipeline")
     sub = p.add_subparsers(dest="command", required=True)
@@ -410,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
         "topics", help="create missing topics on STRATA_KAFKA_BOOTSTRAP (docker-compose init)"
     )
     topics.set_defaults(func=cmd_topics)
+
+    archive = sub.add_parser("archive", help="compact the archive / apply retention now")
+    archive.add_argument("archive_command", choices=["compact", "retention"])
+    archive.add_argument("--data-dir", type=Path, help="default: STRATA_DATA_DIR")
+    archive.set_defaults(func=cmd_archive)
 
     status = sub.add_parser("status", help="show components, health and the registry")
     status.add_argument("--data-dir", type=Path, help="default: STRATA_DATA_DIR")

@@ -54,6 +54,8 @@ SERVICE_MODULES: dict[str, str] = {
     "intake": "intake",
     "query": "query",
     "ram": "stores.ram",
+    "rocks": "stores.rocks",
+    "archive": "stores.archive",
     "tags": "stores.tags",
     "inverted": "stores.inverted",
 }
@@ -62,12 +64,19 @@ SERVICE_LABELS: dict[str, str] = {
     "intake": "intake",
     "query": "query",
     "ram": "ram store",
+    "rocks": "rocks store",
+    "archive": "archive store",
     "tags": "tag index",
     "inverted": "inverted index",
 }
 
 # Start order; also the order of progress lines when several become healthy at once.
-START_ORDER = ("intake", "ram", "tags", "inverted", "query")
+# The point tiers (ram, rocks, archive) before the indexes and query, freshest first.
+START_ORDER = ("intake", "ram", "rocks", "archive", "tags", "inverted", "query")
+
+# Components on internal ports chosen freshly at each ``strata up`` (the public ones, intake
+# and query, have fixed ports a user can name).
+INTERNAL_COMPONENTS = tuple(n for n in START_ORDER if n not in ("intake", "query"))
 
 
 def plan_components(ports: Mapping[str, int]) -> list[Component]:

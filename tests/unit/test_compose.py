@@ -91,3 +91,21 @@ def test_every_strata_variable_is_a_setting(name: str) -> None:
     cls.model_validate(
         {k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")}
     )
+
+
+def test_durable_tiers_keep_their_data() -> None:
+    """rocks keeps its RocksDB on a volume; the archive writes to MinIO over S3 with an
+    explicit endpoint and credentials (never the AWS default chain or the internet), into a
+    bucket the one-shot ``buckets`` service creates before the archive starts."""
+    services = compose()["services"]
+    assert any(v.endswith(":/data") for v in services["rocks"]["volumes"])
+    archive = services["archive"]
+    env = archive["environment"]
+    s3 = {k: v for k, v in env.items() if k.startswith("STRATA_") and "S3" in k}
+    assert any(v.startswith("http://minio:9000") for v in s3.values()), s3
+    secret = services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+    assert secret in s3.values(), "archive must use MinIO's credentials explicitly"
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true"
+    assert archive["depends_on"]["buckets"]["condition"] == "service_completed_successfully"
+    bucket_cmd = " ".join(services["buckets"]["command"])
+    assert any(f"local/{v}" in bucket_cmd for v in s3.values()), "bucket is not created"

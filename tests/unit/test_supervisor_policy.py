@@ -17,7 +17,15 @@ from strata.supervisor import (
     plan_components,
 )
 
-PORTS = {"intake": 8100, "query": 8101, "ram": 9001, "tags": 9002, "inverted": 9003}
+PORTS = {
+    "intake": 8100,
+    "query": 8101,
+    "ram": 9001,
+    "tags": 9002,
+    "inverted": 9003,
+    "rocks": 9004,
+    "archive": 9005,
+}
 
 
 def started_supervision(policy: RestartPolicy | None = None) -> Supervision:
@@ -40,6 +48,8 @@ def test_plan_needs_every_port() -> None:
     assert [c.module for c in plan_components(PORTS)] == [
         "intake",
         "stores.ram",
+        "stores.rocks",
+        "stores.archive",
         "stores.tags",
         "stores.inverted",
         "query",
@@ -104,12 +114,12 @@ def test_start_timeout_lists_only_slow_starters() -> None:
         sup.spawned(name, 1, now=0.0)
     sup.healthy("intake", now=1.0)
     assert sup.timed_out(now=5.0) == []
-    assert sup.timed_out(now=10.5) == ["ram", "tags", "inverted", "query"]
+    assert sup.timed_out(now=10.5) == ["ram", "rocks", "archive", "tags", "inverted", "query"]
 
 
 def test_unknown_component_is_a_specific_error() -> None:
     with pytest.raises(UnknownComponent):
-        started_supervision().exited("rocks", 1, now=0.0)
+        started_supervision().exited("no-such-store", 1, now=0.0)
 
 
 def test_snapshot_is_json_ready() -> None:

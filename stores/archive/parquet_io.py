@@ -1,0 +1,299 @@
+"""Tables <-> Parquet bytes for archive objects (docs/formats-archive.md). No I/O.
+
+Points objects: columns ``org, metric`` (dictionary-encoded strings), ``sid: uint64,
+ts: int64, value: float64``, sorted by (org, metric, sid, ts), one row per (sid, ts)
+(duplicates resolved by :func:`strata.conflict.resolve`), zstd, row-group statistics on,
+and key-value metadata ``strata.*`` (format version, partition, offsets, time range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from strata.codec import PointBatch, SeriesBatch
+from strata.conflict import resolve
+from strata.rollup import Rollups
+
+POINTS_FORMAT = "strata-archive-points/1"
+SERIES_FORMAT = "strata-archive-series/1"
+ROLLUPS_FORMAT = "strata-archive-rollups-1h/1"
+
+_STR = pa.dictionary(pa.int32(), pa.string())
+POINTS_SCHEMA = pa.schema(
+    [
+        ("org", _STR),
+        ("metric", _STR),
+        ("sid", pa.uint64()),
+        ("ts", pa.int64()),
+        ("value", pa.float64()),
+    ]
+)
+SERIES_SCHEMA = pa.schema(
+    [
+        ("org", _STR),
+        ("metric", _STR),
+        ("sid", pa.uint64()),
+        ("bucket", pa.int64()),
+        ("mtype", pa.uint8()),
+        ("interval", pa.uint32()),
+        ("tags", pa.list_(pa.string())),
+    ]
+)
+ROLLUP_SCHEMA = pa.schema(
+    [
+        ("org", _STR),
+        ("metric", _STR),
+        ("sid", pa.uint64()),
+        ("ts", pa.int64()),
+        ("count", pa.int64()),
+        ("sum", pa.float64()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+        ("last", pa.float64()),
+        ("last_ts", pa.int64()),
+    ]
+)
+
+
+class UnreadableObject(ValueError):
+    """An object that is not an archive Parquet file of a version we know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What an object's footer says about it (cached by object name: objects are immutable)."""
+
+    rows: int
+    min_ts: int
+    max_ts: int
+    max_append_ms: int
+
+
+def _dict_column(values: Sequence[str], codes: npt.NDArray[np.int32]) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int32()), pa.array(values, pa.string())
+    )
+
+
+def points_table(batches: Sequence[PointBatch]) -> pa.Table:
+    """One sorted, duplicate-free table from point batches (any order, any repeats)."""
+    if not batches:
+        return POINTS_SCHEMA.empty_table()
+    keys = sorted({(b.org, b.metric) for b in batches})
+    rank = {k: i for i, k in enumerate(keys)}
+    code = np.concatenate(
+        [np.full(len(b), rank[(b.org, b.metric)], dtype=np.int32) for b in batches]
+    )
+    sid = np.concatenate([b.sid for b in batches])
+    ts = np.concatenate([b.ts for b in batches])
+    value = np.concatenate([b.value for b in batches])
+    return _resolved_table(keys, code, sid, ts, value)
+
+
+def _resolved_table(
+    keys: Sequence[tuple[str, str]],
+    code: npt.NDArray[np.int32],
+    sid: npt.NDArray[np.uint64],
+    ts: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+) -> pa.Table:
+    # Resolve per (org, metric): sids are only unique within one. One resolve call per
+    # key, not per point; keys are ranked so the concatenation is sorted by (org, metric).
+    parts_c, parts_s, parts_t, parts_v = [], [], [], []
+    order = np.argsort(code, kind="stable")
+    code, sid, ts, value = code[order], sid[order], ts[order], value[order]
+    bounds = np.flatnonzero(np.diff(code)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, code.size], strict=True):
+        s, t, v = resolve(sid[lo:hi], ts[lo:hi], value[lo:hi])
+        parts_c.append(np.full(s.size, code[lo], dtype=np.int32))
+        parts_s.append(s)
+        parts_t.append(t)
+        parts_v.append(v)
+    c = np.concatenate(parts_c)
+    return pa.Table.from_arrays(
+        [
+            _dict_column([k[0] for k in keys], c),
+            _dict_column([k[1] for k in keys], c),
+            pa.array(np.concatenate(parts_s), pa.uint64()),
+            pa.array(np.concatenate(parts_t), pa.int64()),
+            pa.array(np.concatenate(parts_v), pa.float64()),
+        ],
+        schema=POINTS_SCHEMA,
+    )
+
+
+def merge_points(tables: Sequence[pa.Table]) -> pa.Table:
+    """Union of points tables, re-sorted, duplicates resolved by the conflict rule."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return POINTS_SCHEMA.empty_table()
+    t = pa.concat_tables([normalize_points(x) for x in tables]).combine_chunks()
+    org = t["org"].combine_chunks().cast(pa.string()).dictionary_encode()
+    metric = t["metric"].combine_chunks().cast(pa.string()).dictionary_encode()
+    orgs, metrics = org.dictionary.to_pylist(), metric.dictionary.to_pylist()
+    width = max(1, len(metrics))
+    pair = org.indices.to_numpy().astype(np.int64) * width + metric.indices.to_numpy()
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    keys = [(orgs[u // width], metrics[u % width]) for u in uniq.tolist()]
+    # Rank keys lexicographically so the output is sorted by (org, metric).
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    rank = np.empty(len(keys), dtype=np.int32)
+    rank[order] = np.arange(len(keys), dtype=np.int32)
+    return _resolved_table(
+        [keys[i] for i in order],
+        rank[inverse],
+        t.column("sid").to_numpy(),
+        t.column("ts").to_numpy(),
+        t.column("value").to_numpy(),
+    )
+
+
+def normalize_points(t: pa.Table) -> pa.Table:
+    """Cast to :data:`POINTS_SCHEMA` (dictionaries differ between files)."""
+    cols = [t.column(n).cast(pa.string()).dictionary_encode() for n in ("org", "metric")]
+    rest = [t.column(n) for n in ("sid", "ts", "value")]
+    return pa.Table.from_arrays(
+        [c.cast(_STR) for c in cols] + rest, schema=POINTS_SCHEMA
+    ).combine_chunks()
+
+
+def series_table(batches: Sequence[SeriesBatch]) -> pa.Table:
+    if not batches:
+        return SERIES_SCHEMA.empty_table()
+    return pa.Table.from_arrays(
+        [
+            pa.array([b.org for b in batches for _ in range(len(b))]).dictionary_encode(),
+            pa.array([b.metric for b in batches for _ in range(len(b))]).dictionary_encode(),
+            pa.array(np.concatenate([b.sid for b in batches]), pa.uint64()),
+            pa.array(np.concatenate([b.bucket for b in batches]), pa.int64()),
+            pa.array(np.concatenate([b.mtype for b in batches]), pa.uint8()),
+            pa.array(np.concatenate([b.interval for b in batches]), pa.uint32()),
+            pa.array([list(t) for b in batches for t in b.tags], pa.list_(pa.string())),
+        ],
+        schema=SERIES_SCHEMA,
+    )
+
+
+def rollup_table(points: pa.Table, step: int) -> pa.Table:
+    """``step``-second rollups of a points table (resolved first), keeping org/metric."""
+    from strata.rollup import rollup
+
+    if points.num_rows == 0:
+        return ROLLUP_SCHEMA.empty_table()
+    merged = merge_points([points])
+    # merge_points gives org and metric the same dictionary codes, sorted by (org, metric):
+    # one rollup call per (org, metric) run of rows.
+    org = merged["org"].combine_chunks()
+    metric = merged["metric"].combine_chunks()
+    code = org.indices.to_numpy()
+    sid, ts, value = (merged[n].to_numpy() for n in ("sid", "ts", "value"))
+    bounds = np.flatnonzero(np.diff(code)) + 1
+    parts = []
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, code.size], strict=True):
+        r = rollup(sid[lo:hi], ts[lo:hi], value[lo:hi], step)
+        n = len(r)
+        c = int(code[lo])
+        parts.append(
+            pa.Table.from_arrays(
+                [
+                    pa.array([org.dictionary[c].as_py()] * n, pa.string()).dictionary_encode(),
+                    pa.array([metric.dictionary[c].as_py()] * n, pa.string()).dictionary_encode(),
+                    *rollups_arrays(r),
+                ],
+                schema=ROLLUP_SCHEMA,
+            )
+        )
+    return pa.concat_tables(parts).combine_chunks()
+
+
+def table_rollups(t: pa.Table) -> Rollups:
+    """The :class:`Rollups` columns of a rollups table."""
+    if t.num_rows == 0:
+        return Rollups.empty()
+    cols = [t[n].to_numpy() for n in ("sid", "ts", "count", "sum", "min", "max", "last", "last_ts")]
+    return Rollups(*cols)
+
+
+def rollups_arrays(r: Rollups) -> list[pa.Array]:
+    return [
+        pa.array(r.sid, pa.uint64()),
+        pa.array(r.bucket, pa.int64()),
+        pa.array(r.count, pa.int64()),
+        pa.array(r.sum, pa.float64()),
+        pa.array(r.min, pa.float64()),
+        pa.array(r.max, pa.float64()),
+        pa.array(r.last, pa.float64()),
+        pa.array(r.last_ts, pa.int64()),
+    ]
+
+
+def to_parquet(table: pa.Table, metadata: dict[str, str], row_group_rows: int) -> bytes:
+    """Serialize with zstd and statistics; ``metadata`` goes into the footer."""
+    meta = dict(table.schema.metadata or {})
+    meta.update({k.encode(): v.encode() for k, v in metadata.items()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table.replace_schema_metadata(meta),
+        sink,
+        compression="zstd",
+        write_statistics=True,
+        row_group_size=row_group_rows,
+    )
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def points_metadata(table: pa.Table, extra: dict[str, str]) -> dict[str, str]:
+    ts = table.column("ts")
+    rng = pc.min_max(ts) if table.num_rows else None
+    return {
+        "strata.format": POINTS_FORMAT,
+        "strata.rows": str(table.num_rows),
+        "strata.min_ts": str(rng["min"].as_py() if rng else 0),
+        "strata.max_ts": str(rng["max"].as_py() if rng else -1),
+        **extra,
+    }
+
+
+def read_meta(data: bytes) -> Meta:
+    try:
+        md = pq.ParquetFile(pa.BufferReader(data)).schema_arrow.metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UnreadableObject(str(exc)) from exc
+    get = {k.decode(): v.decode() for k, v in md.items()}
+    fmt = get.get("strata.format", "")
+    if fmt not in (POINTS_FORMAT, ROLLUPS_FORMAT, SERIES_FORMAT):
+        raise UnreadableObject(f"unknown archive format {fmt!r}")
+    return Meta(
+        rows=int(get.get("strata.rows", "0")),
+        min_ts=int(get.get("strata.min_ts", "0")),
+        max_ts=int(get.get("strata.max_ts", "-1")),
+        max_append_ms=int(get.get("strata.max_append_ms", "0")),
+    )
+
+
+def read_table(
+    data: bytes,
+    sids: npt.NDArray[np.uint64] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> pa.Table:
+    """Rows of a points or rollups object, filtered on sid and ts (row groups whose
+    statistics exclude the filter are skipped)."""
+    filters: list[tuple[str, str, object]] = []
+    if sids is not None:
+        filters.append(("sid", "in", pa.array(sids, pa.uint64())))
+    if start is not None:
+        filters.append(("ts", ">=", start))
+    if end is not None:
+        filters.append(("ts", "<=", end))
+    try:
+        return pq.read_table(pa.BufferReader(data), filters=filters or None)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UnreadableObject(str(exc)) from exc

@@ -1,0 +1,113 @@
+"""Reads for the point read API: raw, 1 m (computed) and 1 h (rollup objects or computed).
+
+A reader can race a compaction: it may list an input that is deleted before it fetches
+it. The compacted output was written before that delete, so a fresh listing contains it;
+the read is retried from the listing (bounded), never answered with the input missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from stores.archive.catalog import Catalog
+from stores.archive.naming import Family, ObjectName
+from stores.archive.objectstore import ObjectNotFound
+from stores.archive.parquet_io import Meta, read_table, table_rollups
+from stores.archive.plan import Listed, may_overlap, overlapping, plan_hours
+from strata.conflict import resolve
+from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
+from strata.rollup import HOUR, Rollups, merge, rollup
+
+Columns = tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+_ATTEMPTS = 5
+
+
+class ReadRaced(RuntimeError):
+    """Objects kept disappearing under the reader (compaction running very fast)."""
+
+
+class ArchiveReader:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def _listed(self, start: int, end: int) -> list[Listed]:
+        out = []
+        for name in self._catalog.family(Family.POINTS):
+            if not may_overlap(name, start, end):
+                continue
+            meta = self._catalog.meta(name.key())
+            if meta is not None:
+                out.append((name, meta))
+        return out
+
+    def _fetch(self, keys: list[str], sids: npt.NDArray[np.uint64], lo: int, hi: int) -> pa.Table:
+        tables = [read_table(self._catalog.objects.get(k), sids, lo, hi) for k in keys]
+        tables = [t.select(["sid", "ts", "value"]) for t in tables if t.num_rows]
+        if not tables:
+            return pa.table(
+                {
+                    "sid": pa.array([], pa.uint64()),
+                    "ts": pa.array([], pa.int64()),
+                    "value": pa.array([], pa.float64()),
+                }
+            )
+        return pa.concat_tables(tables)
+
+    def read_raw(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Columns:
+        """Points of ``sids`` with ``start <= ts <= end``, sorted, duplicates resolved."""
+        for _ in range(_ATTEMPTS):
+            objs = overlapping(self._listed(start, end), start, end)
+            try:
+                t = self._fetch([n.key() for n, _ in objs], sids, start, end)
+            except ObjectNotFound:
+                continue  # compacted away after our listing: list again
+            return _resolve(t)
+        raise ReadRaced(f"objects for [{start}, {end}] kept changing during the read")
+
+    def read_rollups(
+        self, sids: npt.NDArray[np.uint64], start: int, end: int, step: int
+    ) -> Rollups:
+        """Rollups for buckets whose start is in ``[start, end]``."""
+        first = -(-start // step) * step
+        last = end - end % step
+        if first > last:
+            return Rollups.empty()
+        if step != HOUR:
+            s, t, v = self.read_raw(sids, first, last + step - 1)
+            return rollup(s, t, v, step)
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._read_hours(sids, first, last + step - 1)
+            except ObjectNotFound:
+                continue
+        raise ReadRaced(f"objects for [{start}, {end}] kept changing during the read")
+
+    def _read_hours(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Rollups:
+        stems: dict[str, str] = {}
+        for name in self._catalog.family(Family.ROLLUPS_1H):
+            if name.day is not None and may_overlap(name, start, end):
+                stems[name.stem] = name.key()
+        plan = plan_hours(self._listed(start, end), stems, start, end)
+        parts: list[Rollups] = []
+        for key in plan.rollup_objects:
+            t = read_table(self._catalog.objects.get(key), sids, start, end)
+            parts.append(table_rollups(t))
+        if plan.raw_ranges:
+            t = self._fetch(plan.raw_objects, sids, plan.raw_ranges[0][0], plan.raw_ranges[-1][1])
+            s, ts, v = _resolve(t)
+            keep = np.zeros(ts.size, dtype=bool)
+            for lo, hi in plan.raw_ranges:
+                keep |= (ts >= lo) & (ts <= hi)
+            parts.append(rollup(s[keep], ts[keep], v[keep], HOUR))
+        return merge(parts, HOUR)
+
+
+def _resolve(t: pa.Table) -> Columns:
+    if t.num_rows == 0:
+        return np.empty(0, SID_DTYPE), np.empty(0, TS_DTYPE), np.empty(0, VALUE_DTYPE)
+    return resolve(t["sid"].to_numpy(), t["ts"].to_numpy(), t["value"].to_numpy())
+
+
+__all__ = ["ArchiveReader", "Columns", "Meta", "ObjectName", "ReadRaced"]

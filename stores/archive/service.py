@@ -1,0 +1,181 @@
+"""Run the archive process: two consumer loops (points, series), scheduled compaction,
+the registry heartbeat and the read API.
+
+A variant of :func:`stores.runtime.service.run_store` for a store that consumes two topics
+and commits only what is uploaded; the shared runtime is reused piece by piece, unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sized
+from types import FrameType
+from typing import TypeVar
+
+import uvicorn
+from confluent_kafka import KafkaException, TopicPartition
+
+from stores.archive.api import create_app
+from stores.archive.catalog import Catalog
+from stores.archive.compaction import Compactor, Retention
+from stores.archive.reader import ArchiveReader
+from stores.archive.settings import ArchiveSettings
+from stores.archive.store import ArchivePointStore, ArchiveSeriesStore, ArchiveWriter
+from stores.runtime.consumer import ConsumerLoop
+from stores.runtime.heartbeat import RegistryHeartbeat
+from stores.runtime.ownership import Ownership
+from stores.runtime.settings import StoreSettings
+from strata.registry import Registration, Registry
+from strata.topics import ensure_topics, topic_id
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=Sized)
+
+
+class ArchiveLoop(ConsumerLoop[T]):
+    """The runtime's loop, committing only offsets whose messages are in uploaded objects.
+
+    The base loop commits after every ``make_durable``; the archive buffers across batches,
+    so here the commit is clamped to :meth:`ArchiveWriter.durable_offsets`.
+    """
+
+    def __init__(
+        self, store: ArchiveWriter[T], settings: StoreSettings, ownership: Ownership
+    ) -> None:
+        super().__init__(store, settings, ownership)
+        self._writer: ArchiveWriter[T] = store
+        self._committed: dict[int, int] = {}
+
+    def _commit_uncommitted(self) -> None:
+        self._uncommitted.clear()
+        owned = set(self._ownership.partitions())
+        todo = {
+            p: o
+            for p, o in self._writer.durable_offsets().items()
+            if p in owned and self._committed.get(p) != o
+        }
+        if not todo:
+            return
+        offsets = [TopicPartition(self._store.topic, p, o) for p, o in todo.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed, will retry: %s", exc)
+            return
+        self._committed.update(todo)
+
+
+def run_archive(settings: ArchiveSettings, default_port: int) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stopping = threading.Event()
+
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    objects = settings.objects()
+    catalog = Catalog(objects)
+    writer_kw: dict[str, object] = {
+        "flush_rows": settings.archive_flush_points,
+        "flush_seconds": settings.archive_flush_seconds,
+        "max_buffer_rows": settings.archive_max_buffer_points,
+        "retry_max_seconds": settings.archive_retry_max_seconds,
+        "row_group_rows": settings.archive_row_group_rows,
+    }
+    points = ArchivePointStore(settings.topic_points, catalog, **writer_kw)
+    series = ArchiveSeriesStore(settings.topic_series, catalog, **writer_kw)  # type: ignore[arg-type]
+    partition_counts = ensure_topics(settings)
+    points.bind_topic(topic_id(settings.kafka_bootstrap, settings.topic_points))
+    series.bind_topic(topic_id(settings.kafka_bootstrap, settings.topic_series))
+    port = settings.http_port if settings.http_port is not None else default_port
+    instance = settings.instance_name(points.kind)
+    own_points, own_series = Ownership(), Ownership()
+    points_loop = ArchiveLoop(points, settings, own_points)
+    series_loop = ArchiveLoop(series, settings, own_series)
+    compactor = Compactor(
+        catalog,
+        Retention(settings.archive_retention_days * 86400, settings.retention_seconds()),
+        row_group_rows=settings.archive_row_group_rows,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(ArchiveReader(catalog), own_points),
+            host=settings.http_host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    )
+    failed = threading.Event()
+    done = threading.Event()
+
+    def consume(run: Callable[[], None]) -> None:
+        try:
+            run()
+        except Exception:
+            log.exception("consumer loop crashed")
+            failed.set()
+            server.should_exit = True
+
+    def compact_forever() -> None:
+        interval = settings.archive_compact_interval_seconds
+        while interval > 0 and not done.wait(interval):
+            try:
+                report = compactor.run()
+                log.info("scheduled compaction: %s", report)
+                points.refresh_oldest(own_points.partitions())
+            except Exception:  # an S3 outage must not kill ingest; next round retries
+                log.exception("scheduled compaction failed")
+
+    def snapshot() -> Registration:
+        partitions = own_points.partitions()
+        durable = points.durable_offsets()
+        return Registration(
+            kind=points.kind,
+            instance=instance,
+            address=settings.address(port),
+            topic=points.topic,
+            partition_count=partition_counts[points.topic],
+            partitions=partitions,
+            coverage=points.coverage(partitions, int(time.time())),
+            offsets={p: o for p, o in durable.items() if p in partitions},
+        )
+
+    heartbeat = RegistryHeartbeat(
+        Registry(settings.redis_url),
+        snapshot,
+        interval=settings.registry_interval_seconds,
+        ttl=settings.registry_ttl_seconds,
+    )
+    threads = [
+        threading.Thread(target=consume, args=(points_loop.run,), name="consumer-points"),
+        threading.Thread(target=consume, args=(series_loop.run,), name="consumer-series"),
+    ]
+    threads.append(threading.Thread(target=compact_forever, name="compaction", daemon=True))
+    for t in threads:
+        t.start()
+    heartbeat.start()
+    try:
+        if not stopping.is_set():
+            server.run()
+    finally:
+        done.set()
+        points.close()
+        series.close()
+        points_loop.stop()
+        series_loop.stop()
+        for t in threads[:2]:
+            t.join(timeout=30.0)
+        heartbeat.stop()
+        objects.close()
+    log.info("%s stopped", instance)
+    return 1 if failed.is_set() else 0

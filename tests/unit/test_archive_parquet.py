@@ -1,0 +1,144 @@
+"""Archive Parquet format v1: the golden object still reads, and the writer still writes
+the same schema, sort order, compression, statistics and footer metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stores.archive.parquet_io import (
+    POINTS_FORMAT,
+    POINTS_SCHEMA,
+    UnreadableObject,
+    merge_points,
+    points_metadata,
+    points_table,
+    read_meta,
+    read_table,
+    rollup_table,
+    series_table,
+    to_parquet,
+)
+from strata.codec import PointBatch, SeriesBatch
+from strata.rollup import HOUR
+
+GOLDEN = Path(__file__).parents[1] / "golden" / "archive_points_v1.parquet"
+FOOTER = {
+    "strata.partition": "3",
+    "strata.first_offset": "1234",
+    "strata.last_offset": "5678",
+    "strata.max_append_ms": "1700000001000",
+    "strata.topic": "strata.points",
+    "strata.topic_id": "TID",
+}
+EXPECTED_ROWS = {
+    "org": ["acme", "globex", "globex", "globex"],
+    "metric": ["cpu.user", "system.load.1", "system.load.1", "system.load.1"],
+    "sid": [9, 3, 7, 7],
+    "ts": [1700000000, 1700000000, 1700000000, 1700000010],
+    "value": [-4.0, 0.25, -2.0, 1.5],
+}
+
+
+def golden_input() -> list[PointBatch]:
+    return [
+        PointBatch(
+            "globex",
+            "system.load.1",
+            np.array([7, 7, 3], np.uint64),
+            np.array([1700000010, 1700000000, 1700000000], np.int64),
+            np.array([1.5, -2.0, 0.25]),
+        ),
+        # A duplicate (sid, ts): the conflict rule keeps -4.0 (larger |value|).
+        PointBatch(
+            "acme",
+            "cpu.user",
+            np.array([9, 9], np.uint64),
+            np.array([1700000000, 1700000000], np.int64),
+            np.array([-4.0, 3.0]),
+        ),
+    ]
+
+
+def check_file(data: bytes) -> None:
+    f = pq.ParquetFile(pa.BufferReader(data))
+    assert f.schema_arrow.remove_metadata() == POINTS_SCHEMA
+    md = {k.decode(): v.decode() for k, v in (f.schema_arrow.metadata or {}).items()}
+    assert md["strata.format"] == POINTS_FORMAT
+    assert {k: md[k] for k in FOOTER} == FOOTER
+    assert (md["strata.min_ts"], md["strata.max_ts"], md["strata.rows"]) == (
+        "1700000000",
+        "1700000010",
+        "4",
+    )
+    rg = f.metadata.row_group(0)
+    for i in range(rg.num_columns):
+        col = rg.column(i)
+        assert col.compression == "ZSTD"
+        assert col.statistics is not None and col.statistics.has_min_max
+    t = f.read()
+    assert t.to_pydict() == EXPECTED_ROWS
+
+
+def test_golden_object_reads() -> None:
+    data = GOLDEN.read_bytes()
+    check_file(data)
+    meta = read_meta(data)
+    assert (meta.rows, meta.min_ts, meta.max_ts, meta.max_append_ms) == (
+        4,
+        1700000000,
+        1700000010,
+        1700000001000,
+    )
+
+
+def test_writer_still_writes_the_golden_format() -> None:
+    t = points_table(golden_input())
+    check_file(to_parquet(t, points_metadata(t, FOOTER), 1024))
+
+
+def test_filters_prune_by_sid_and_time() -> None:
+    data = GOLDEN.read_bytes()
+    t = read_table(data, np.array([7], np.uint64), 1700000005, 1700000020)
+    assert t["value"].to_pylist() == [1.5]
+
+
+def test_merge_resolves_across_objects_and_keeps_order() -> None:
+    a = points_table(golden_input()[:1])
+    b = points_table(golden_input()[1:])
+    merged = merge_points([b, a, a])
+    assert merged.to_pydict() == EXPECTED_ROWS
+
+
+def test_rollups_keep_org_and_metric() -> None:
+    r = rollup_table(points_table(golden_input()), HOUR)
+    assert r["org"].to_pylist() == ["acme", "globex", "globex"]
+    assert r["count"].to_pylist() == [1, 1, 2]
+    assert r["ts"].to_pylist() == [1700000000 - 1700000000 % HOUR] * 3
+
+
+def test_series_table() -> None:
+    b = SeriesBatch(
+        "acme",
+        "cpu",
+        np.array([1, 2], np.uint64),
+        np.array([0, 3600], np.int64),
+        np.array([0, 1], np.uint8),
+        np.array([10, 0], np.uint32),
+        (("env:prod", "host:a"), ()),
+    )
+    t = series_table([b])
+    assert t["tags"].to_pylist() == [["env:prod", "host:a"], []]
+
+
+def test_garbage_is_unreadable() -> None:
+    with pytest.raises(UnreadableObject):
+        read_meta(b"not parquet")
+    plain = pa.BufferOutputStream()
+    pq.write_table(pa.table({"x": [1]}), plain)
+    with pytest.raises(UnreadableObject):
+        read_meta(plain.getvalue().to_pybytes())
