@@ -18,7 +18,9 @@ def main() -> None:
     settings = QuerySettings.load()
     logging.basicConfig(level=settings.log_level)
     registry = Registry(settings.redis_url)
-    view = RegistryView(registry, settings.registry_cache_seconds)
+    topics = {kind: settings.topic_points for kind in ("ram", "rocks", "archive")}
+    topics.update({kind: settings.topic_series for kind in ("tags", "inverted")})
+    view = RegistryView(registry, settings.registry_cache_seconds, topics=topics)
     http = httpx.Client(timeout=settings.store_timeout_seconds)
     client = HttpStoreClient(view, http, coverage_margin_seconds=settings.coverage_margin_seconds)
     app = create_app(settings, client, KeyStore(settings.keys_path))

@@ -9,7 +9,7 @@ it over HTTP, discovering instances in the Redis registry. Failures are split in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -115,10 +115,15 @@ class RegistryView:
         registry: Discovery,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        topics: Mapping[str, str] | None = None,
     ) -> None:
+        """``topics`` maps a kind to the topic its instances must consume: instances of
+        another pipeline sharing the same Redis (other topic names) are never used."""
         self._registry = registry
         self._ttl = ttl
         self._clock = clock
+        self._topics = dict(topics or {})
         self._cache: dict[str, tuple[float, list[Registration]]] = {}
 
     def instances(self, kind: str) -> list[Registration]:
@@ -130,6 +135,9 @@ class RegistryView:
             found = self._registry.discover(kind)
         except (redis.RedisError, OSError) as exc:
             raise StoreUnavailable(f"service registry unreachable: {exc}") from exc
+        topic = self._topics.get(kind)
+        if topic is not None:
+            found = [r for r in found if r.topic == topic]
         self._cache[kind] = (now, found)
         return found
 

@@ -24,7 +24,7 @@ def make_app(kind: str, partitions: Callable[[], list[int]]) -> FastAPI:
 
     @app.exception_handler(BadRequest)
     async def bad_request(_request: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"errors": [str(exc)]}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -32,7 +32,7 @@ def make_app(kind: str, partitions: Callable[[], list[int]]) -> FastAPI:
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
             for e in exc.errors()
         ]
-        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+        return JSONResponse({"errors": problems}, status_code=400)
 
     return app
 

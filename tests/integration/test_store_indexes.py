@@ -109,7 +109,7 @@ def test_tags_answer_lookups_within_the_org_and_survive_a_restart(
     assert get(tags, "/v1/metrics/cpu.user/tags", org="globex")["tags"] == ["env:prod", "host:h0"]
     # Bad input is a 400 naming the problem.
     bad = httpx.post(f"{tags.url}/v1/series/lookup", json={"org": "acme", "sids": [-1]})
-    assert bad.status_code == 400 and "sids" in bad.json()["error"]
+    assert bad.status_code == 400 and "sids" in bad.json()["errors"][0]
     # Restart with the same data dir (and instance id): the data is still there at once.
     tags.stop()
     again = stores.start("tags", "tags-a")
@@ -146,4 +146,4 @@ def test_inverted_resolves_filters_and_never_crosses_orgs(
     bad = httpx.post(
         f"{inv.url}/v1/resolve", json={"org": "acme", "metric": "m", "from": 5, "to": 1}
     )
-    assert bad.status_code == 400 and "after" in bad.json()["error"]
+    assert bad.status_code == 400 and "after" in bad.json()["errors"][0]

@@ -284,3 +284,14 @@ def test_decode_rollups_rejects_points_shape() -> None:
     with pytest.raises(StoreReplyError, match="unreadable Arrow"):
         decode_rollups(b"nope", source="rocks")
     assert len(decode_rollups(rollup_bytes([], [], []), source="rocks")) == 0
+
+
+def test_instances_of_another_pipeline_are_ignored() -> None:
+    """Two pipelines sharing one Redis: only instances consuming our topics are used."""
+    ours = reg("ram", "ram-ours", [PART])
+    theirs = reg("ram", "ram-theirs", [PART])
+    theirs.topic = "other-pipeline.points"
+    view = RegistryView(FakeDiscovery([theirs, ours]), ttl=0.0, topics={"ram": "t"})
+    assert [r.instance for r in view.instances("ram")] == ["ram-ours"]
+    # Kinds without an expected topic are not filtered.
+    assert len(RegistryView(FakeDiscovery([theirs, ours]), ttl=0.0).instances("ram")) == 2
