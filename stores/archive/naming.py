@@ -1,5 +1,5 @@
 """Object names: derived only from topic id, partition, offset range and (for compacted
-objects) the UTC day and a digest of the inputs. Pure; docs/formats-archive.md.
+objects) the UTC day and a digest of the inputs. Pure; docs/formats.md (section "Archive objects").
 
 Ingest objects are named by the Kafka offsets they hold, so a replay of the same messages
 rewrites the same name instead of adding rows. Compacted objects carry the offset range of
