@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from intake.batching import ParsedPayload
 from intake.counters import IntakeCounters
 from intake.decode import V1_LIMITS, V2_LIMITS, BodyError, BodyLimits, check_wire_size, decode_body
+from intake.identity import SeriesIdentities
 from intake.parse import PayloadError, load_json, parse_v1, parse_v2
 from intake.producer import BrokerUnavailable, OutMessage, PartitionCounts, ReliableProducer
 from intake.rejections import TimeWindow
@@ -36,7 +37,7 @@ from strata.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-Parser = Callable[[Any, str, TimeWindow], ParsedPayload]
+Parser = Callable[[Any, str, TimeWindow, SeriesIdentities | None], ParsedPayload]
 
 
 class Forbidden(Exception):
@@ -77,6 +78,8 @@ class Intake:
         self.counters = IntakeCounters()
         self.keys = KeyStore(settings.keys_path)
         self.tracker = SeriesTracker(settings.announce_cache_size)
+        # One per process, shared by the worker threads: normalise and hash a series once.
+        self.identities = SeriesIdentities(settings.identity_cache_size)
         self._clock = clock
         self.producer = ReliableProducer(
             {
@@ -146,7 +149,7 @@ class Intake:
             self.settings.late_window_for(org),
             self.settings.future_window_seconds,
         )
-        parsed = api.parse(doc, org, window)
+        parsed = api.parse(doc, org, window, self.identities)
         messages = []
         if parsed.batches:
             assert self.partitions is not None

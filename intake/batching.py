@@ -1,23 +1,29 @@
 """Columnar accumulation of one request's points: one batch per (org, metric).
 
-Pure: the caller hands over each series' identity and its timestamp/value columns; the
-builder applies the time window and finiteness checks with numpy, keeps the accepted rows
-and counts the rest per (metric, reason). Nothing here creates a Python object per point.
+Pure: the caller registers each series' identity and how many points it has, and hands over
+the timestamp/value columns of the whole request at the end. :meth:`BatchBuilder.finish`
+then applies the finiteness and time-window checks, counts rejections per (metric, reason),
+groups the accepted rows per metric and finds the new (series, index bucket) pairs with a
+fixed number of numpy calls per request, whatever the number of series. The output (rows,
+their order, the order of batches and rejections) is what a per-series loop would produce.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from intake.identity import SeriesIdentity
 from intake.rejections import Rejection, RejectReason, TimeWindow
 from strata.codec import PointBatch, SeriesBatch
 from strata.model import INDEX_BUCKET_SECONDS, SID_DTYPE, TS_DTYPE, VALUE_DTYPE, MetricType
 
 _U32_MAX = 0xFFFFFFFF
+# Point rejections of one series are reported in this order (as a per-series loop would).
+_POINT_REASONS = (RejectReason.NON_FINITE, RejectReason.TOO_NEW, RejectReason.TOO_OLD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,83 +56,182 @@ class ParsedPayload:
         return [r.message(self.window) for r in self.rejections]
 
 
-@dataclass
-class _MetricParts:
-    sid: list[npt.NDArray[np.uint64]] = field(default_factory=list)
-    ts: list[npt.NDArray[np.int64]] = field(default_factory=list)
-    value: list[npt.NDArray[np.float64]] = field(default_factory=list)
-    # (sid, bucket) -> (metric type, interval, tags); first occurrence wins
-    series: dict[tuple[int, int], tuple[int, int, tuple[str, ...]]] = field(default_factory=dict)
-
-
 class BatchBuilder:
-    """Collects series of one request for one org; :meth:`finish` returns the payload."""
+    """Collects the series of one request for one org; :meth:`finish` returns the payload.
+
+    Call :meth:`add_series` (and :meth:`reject`) in request order, then :meth:`finish` with
+    the columns of every added series' points, concatenated in the same order.
+    """
 
     def __init__(self, org: str, window: TimeWindow) -> None:
         self._org = org
         self._window = window
-        self._metrics: dict[str, _MetricParts] = {}
-        self._rejected: Counter[tuple[str, RejectReason, str]] = Counter()
+        # One row per added series: (identity, metric type, interval, point count).
+        self._series: list[tuple[SeriesIdentity, int, int, int]] = []
+        # (metric, reason, detail) -> [position, count]. Positions order the messages as a
+        # per-series loop would: 4s for rejections made before series s was added, then
+        # 4s + 1..3 for its point rejections.
+        self._rejected: dict[tuple[str, RejectReason, str], list[int]] = {}
 
     def reject(self, metric: str, reason: RejectReason, count: int, detail: str = "") -> None:
+        """Count ``count`` points rejected before reaching the builder (e.g. a bad name)."""
         if count:
-            self._rejected[(metric, reason, detail)] += count
+            # Before the point rejections of the next series added, as in request order.
+            position = 4 * len(self._series)
+            entry = self._rejected.setdefault((metric, reason, detail), [position, 0])
+            entry[1] += count
 
     def add_series(
-        self,
-        metric: str,
-        sid: int,
-        mtype: MetricType,
-        interval: int,
-        tags: tuple[str, ...],
-        ts: npt.NDArray[np.int64],
-        value: npt.NDArray[np.float64],
+        self, identity: SeriesIdentity, mtype: MetricType, interval: int, count: int
     ) -> None:
-        """Add one series' points (``ts`` and ``value`` of equal length)."""
+        """Register one (valid) series whose ``count`` points come next in the columns."""
+        self._series.append((identity, mtype, interval, count))
+
+    def finish(self, ts: npt.NDArray[np.int64], value: npt.NDArray[np.float64]) -> ParsedPayload:
+        """The batches and rejections; ``ts``/``value`` hold every added series' points."""
+        cols = _SeriesColumns(self._series)
+        counts = np.array(cols.count, dtype=np.intp)
+        if int(counts.sum()) != ts.size or ts.size != value.size:
+            raise ValueError("columns do not match the points of the added series")
+        point_series = np.repeat(np.arange(counts.size, dtype=np.intp), counts)
+        metric_of = cols.metric_of
         finite = np.isfinite(value)
         too_new = finite & (ts > self._window.newest)
         too_old = finite & (ts < self._window.oldest)
         ok = finite & ~too_new & ~too_old
-        self.reject(metric, RejectReason.NON_FINITE, int(value.size - np.count_nonzero(finite)))
-        self.reject(metric, RejectReason.TOO_NEW, int(np.count_nonzero(too_new)))
-        self.reject(metric, RejectReason.TOO_OLD, int(np.count_nonzero(too_old)))
-        n = int(np.count_nonzero(ok))
-        if n == 0:
-            return
-        parts = self._metrics.setdefault(metric, _MetricParts())
-        kept_ts = ts[ok]
-        parts.sid.append(np.full(n, sid, dtype=SID_DTYPE))
-        parts.ts.append(kept_ts)
-        parts.value.append(value[ok])
-        row = (int(mtype), min(max(interval, 0), _U32_MAX), tags)
-        for bucket in np.unique(kept_ts - kept_ts % INDEX_BUCKET_SECONDS).tolist():
-            parts.series.setdefault((sid, int(bucket)), row)
-
-    def finish(self) -> ParsedPayload:
-        batches = [self._batches(metric, parts) for metric, parts in self._metrics.items()]
+        all_ok = bool(ok.all())
+        if not all_ok:
+            for order, (reason, mask) in enumerate(
+                zip(_POINT_REASONS, (~finite, too_new, too_old), strict=True)
+            ):
+                self._count_rejected(cols.names, reason, order, point_series[mask], metric_of)
         rejections = [
             Rejection(metric, reason, count, detail)
-            for (metric, reason, detail), count in self._rejected.items()
+            for (metric, reason, detail), (_, count) in sorted(
+                self._rejected.items(), key=lambda item: item[1][0]
+            )
         ]
+        if all_ok:
+            batches = self._batches(cols, point_series, ts, value)
+        else:
+            batches = self._batches(cols, point_series[ok], ts[ok], value[ok])
         return ParsedPayload(batches, rejections, self._window)
 
-    def _batches(self, metric: str, parts: _MetricParts) -> MetricBatches:
-        points = PointBatch(
-            self._org,
-            metric,
-            np.concatenate(parts.sid).astype(SID_DTYPE, copy=False),
-            np.concatenate(parts.ts).astype(TS_DTYPE, copy=False),
-            np.concatenate(parts.value).astype(VALUE_DTYPE, copy=False),
+    def _count_rejected(
+        self,
+        names: list[str],
+        reason: RejectReason,
+        order: int,
+        series: npt.NDArray[np.intp],
+        metric_of: npt.NDArray[np.intp],
+    ) -> None:
+        """Count rejected points (given by their series, in request order) per metric."""
+        if not series.size:
+            return
+        metrics = metric_of[series]
+        per_metric = np.bincount(metrics)
+        present, first = np.unique(metrics, return_index=True)
+        for m, first_series in zip(present.tolist(), series[first].tolist(), strict=True):
+            key = (names[m], reason, "")
+            self._rejected[key] = [4 * first_series + 1 + order, int(per_metric[m])]
+
+    def _batches(
+        self,
+        cols: _SeriesColumns,
+        point_series: npt.NDArray[np.intp],
+        ts: npt.NDArray[np.int64],
+        value: npt.NDArray[np.float64],
+    ) -> list[MetricBatches]:
+        """Accepted rows (series index, ts, value, in request order) -> batches per metric,
+        in the order of each metric's first accepted point."""
+        if not point_series.size:
+            return []
+        names = cols.names
+        sids = np.fromiter(cols.sid, SID_DTYPE, len(cols.sid))
+        raw_metric = cols.metric_of[point_series]
+        # Renumber metrics by first accepted point, so batches come out in that order.
+        present, first = np.unique(raw_metric, return_index=True)
+        by_first = present[np.argsort(first, kind="stable")]
+        rank = np.empty(len(names), dtype=np.intp)
+        rank[by_first] = np.arange(by_first.size)
+        metric = rank[raw_metric]
+
+        # Points grouped per metric, request order kept inside each group.
+        order = np.argsort(metric, kind="stable")
+        p_series = point_series[order]
+        p_sid = sids[p_series]
+        p_ts = ts[order].astype(TS_DTYPE, copy=False)
+        p_value = value[order].astype(VALUE_DTYPE, copy=False)
+        p_bounds = _bounds(metric[order], by_first.size)
+
+        # (series, bucket) rows: the first point of each (metric, sid, bucket) names the
+        # first series that touched it, whose metadata wins. Rows are ordered by (metric,
+        # that series, bucket), as a per-series loop over ascending buckets would add them.
+        bucket = p_ts - p_ts % INDEX_BUCKET_SECONDS
+        p_metric = metric[order]
+        by_key = np.lexsort((bucket, p_sid, p_metric))  # stable: first occurrence leads
+        k_metric, k_sid, k_bucket = p_metric[by_key], p_sid[by_key], bucket[by_key]
+        new = np.ones(by_key.size, dtype=bool)
+        new[1:] = (
+            (k_metric[1:] != k_metric[:-1])
+            | (k_sid[1:] != k_sid[:-1])
+            | (k_bucket[1:] != k_bucket[:-1])
         )
-        keys = list(parts.series)
-        rows = list(parts.series.values())
-        series = SeriesBatch(
-            self._org,
-            metric,
-            np.array([k[0] for k in keys], dtype=SID_DTYPE),
-            np.array([k[1] for k in keys], dtype=TS_DTYPE),
-            np.array([r[0] for r in rows], dtype=np.uint8),
-            np.array([r[1] for r in rows], dtype=np.uint32),
-            tuple(r[2] for r in rows),
-        )
-        return MetricBatches(points, series)
+        firsts = by_key[new]
+        r_series = p_series[firsts]
+        rows = firsts[np.lexsort((bucket[firsts], r_series, p_metric[firsts]))]
+        r_series = p_series[rows]
+        r_sid = p_sid[rows]
+        r_bucket = bucket[rows]
+        r_mtype = np.fromiter(cols.mtype, np.uint8, len(cols.mtype))[r_series]
+        intervals = np.clip(np.array(cols.interval, dtype=np.int64), 0, _U32_MAX)
+        r_interval = intervals.astype(np.uint32)[r_series]
+        tags = cols.tags
+        r_tags = [tags[i] for i in r_series.tolist()]
+        r_bounds = _bounds(p_metric[rows], by_first.size)
+
+        out = []
+        for m, name_id in enumerate(by_first.tolist()):
+            p0, p1 = p_bounds[m], p_bounds[m + 1]
+            r0, r1 = r_bounds[m], r_bounds[m + 1]
+            name = names[name_id]
+            out.append(
+                MetricBatches(
+                    PointBatch(self._org, name, p_sid[p0:p1], p_ts[p0:p1], p_value[p0:p1]),
+                    SeriesBatch(
+                        self._org,
+                        name,
+                        r_sid[r0:r1],
+                        r_bucket[r0:r1],
+                        r_mtype[r0:r1],
+                        r_interval[r0:r1],
+                        tuple(r_tags[r0:r1]),
+                    ),
+                )
+            )
+        return out
+
+
+class _SeriesColumns:
+    """The added series as columns (a few C-level passes over them per request)."""
+
+    def __init__(self, rows: list[tuple[SeriesIdentity, int, int, int]]) -> None:
+        idents: tuple[SeriesIdentity, ...] = ()
+        metrics: tuple[str, ...] = ()
+        self.mtype: tuple[int, ...] = ()
+        self.interval: tuple[int, ...] = ()
+        self.count: tuple[int, ...] = ()
+        self.tags: tuple[tuple[str, ...], ...] = ()
+        self.sid: tuple[int, ...] = ()
+        if rows:
+            idents, self.mtype, self.interval, self.count = zip(*rows, strict=True)
+            metrics, self.tags, self.sid, _ = zip(*idents, strict=True)
+        # Metric ids by first appearance among the series.
+        self.names = list(dict.fromkeys(metrics))
+        ids = {name: i for i, name in enumerate(self.names)}
+        self.metric_of = np.fromiter(map(ids.__getitem__, metrics), np.intp, len(metrics))
+
+
+def _bounds(sorted_groups: npt.NDArray[np.intp], n: int) -> list[int]:
+    """Start offsets of groups 0..n-1 in a sorted array, plus its length."""
+    return [0, *np.cumsum(np.bincount(sorted_groups, minlength=n)).tolist()]

@@ -15,6 +15,7 @@ of the request is accepted; on v1, whose responses must never carry ``errors`` (
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,10 +24,10 @@ import numpy.typing as npt
 import orjson
 
 from intake.batching import BatchBuilder, ParsedPayload
+from intake.identity import SeriesIdentities
 from intake.rejections import RejectReason, TimeWindow
 from strata.model import DATADOG_V2_TYPES, TS_DTYPE, TYPE_NAMES, MetricType
-from strata.naming import InvalidName, canonical_tags, normalize_metric_name
-from strata.series_id import series_id
+from strata.naming import InvalidName, normalize_metric_name
 
 _NUMBER = frozenset((int, float))
 # Timestamps are clipped into this range before the int64 cast; anything near it is far
@@ -59,66 +60,262 @@ def load_json(body: bytes) -> Any:
         raise PayloadError("body", f"malformed JSON: {exc}") from None
 
 
-def parse_v2(doc: Any, org: str, window: TimeWindow) -> ParsedPayload:
-    """``POST /api/v2/series`` body (already JSON-decoded) for ``org``."""
+def parse_v2(
+    doc: Any, org: str, window: TimeWindow, identities: SeriesIdentities | None = None
+) -> ParsedPayload:
+    """``POST /api/v2/series`` body (already JSON-decoded) for ``org``.
+
+    ``identities`` caches normalised series identities across requests (one per process);
+    without it, a cache lives for this request only.
+    """
+    series = _series_list(doc)
+    if identities is None:
+        identities = SeriesIdentities(len(series) + 1)
+    try:
+        return _fast_v2(series, org, window, identities)
+    except _Refused:
+        pass
+    _validate_v2(series)
+    raise AssertionError("intake fast path refused a v2 payload the validator accepts")
+
+
+def parse_v1(
+    doc: Any, org: str, window: TimeWindow, identities: SeriesIdentities | None = None
+) -> ParsedPayload:
+    """``POST /api/v1/series`` body (already JSON-decoded) for ``org``; ``identities`` as
+    for :func:`parse_v2`."""
+    series = _series_list(doc)
+    if identities is None:
+        identities = SeriesIdentities(len(series) + 1)
+    try:
+        return _fast_v1(series, org, window, identities)
+    except _Refused:
+        pass
+    _validate_v1(series)
+    raise AssertionError("intake fast path refused a v1 payload the validator accepts")
+
+
+# --- fast path ----------------------------------------------------------------------------
+#
+# One pass over the series with type checks and no field paths; point columns are gathered
+# for the whole request and checked and converted at once. Anything wrong raises _Refused,
+# and the request is then walked again by _validate_v1/_validate_v2, which check field by
+# field in document order and raise the PayloadError naming the first bad field.
+
+
+class _Refused(Exception):
+    """The fast path met something invalid; the validator will name it."""
+
+
+def _fast_v2(
+    series: list[Any], org: str, window: TimeWindow, identities: SeriesIdentities
+) -> ParsedPayload:
     builder = BatchBuilder(org, window)
-    for i, item in enumerate(_series_list(doc)):
-        path = f"series[{i}]"
-        s = _object(item, path)
-        raw_metric = _string(s.get("metric"), f"{path}.metric")
-        mtype = _v2_type(s.get("type"), f"{path}.type")
-        points = _list(s.get("points"), f"{path}.points")
-        ts, value = _v2_points(points, f"{path}.points")
-        tags = _tag_list(s.get("tags"), f"{path}.tags")
-        tags.extend(_resource_tags(s.get("resources"), f"{path}.resources"))
-        interval = _interval(s.get("interval"), f"{path}.interval")
+    add_series = builder.add_series
+    cached = identities.get
+    all_points: list[Any] = []
+    for s in series:
+        if type(s) is not dict:
+            raise _Refused
+        raw_metric = s.get("metric")
+        points = s.get("points")
+        if type(raw_metric) is not str or type(points) is not list:
+            raise _Refused
+        t = s.get("type")
+        mtype = _V2_TYPES.get(t) if type(t) in _V2_TYPE_KEYS else None
+        if mtype is None:
+            mtype = _fast_v2_type(t)
+        tags = s.get("tags")
+        if tags is None:
+            raw_tags: tuple[Any, ...] = ()
+        elif type(tags) is list:
+            raw_tags = tuple(tags)
+        else:
+            raise _Refused
+        resources = s.get("resources")
+        if resources is not None:
+            if type(resources) is not list:
+                raise _Refused
+            for r in resources:
+                if type(r) is not dict:
+                    raise _Refused
+                name = r.get("name")
+                rtype = r.get("type")
+                if type(name) is not str or type(rtype) is not str:
+                    raise _Refused
+                raw_tags += (f"{rtype}:{name}",)
+        interval = s.get("interval")
+        interval = 0 if interval is None else _fast_interval(interval)
+        key = (org, raw_metric, raw_tags)
         try:
-            metric = normalize_metric_name(raw_metric)
-        except InvalidName as exc:
-            builder.reject(raw_metric, RejectReason.INVALID_METRIC, len(points), str(exc))
+            ident = cached(key)
+        except TypeError:  # an unhashable tag (a list, an object): not a string
+            raise _Refused from None
+        if ident is None:
+            ident = identities.add(key, org, raw_metric, _checked_tags(raw_tags))
+        if ident.invalid is not None:
+            # Rare: the points must still be valid for the request to be accepted.
+            try:
+                _v2_points(points, "")
+            except PayloadError:
+                raise _Refused from None
+            builder.reject(raw_metric, RejectReason.INVALID_METRIC, len(points), ident.invalid)
             continue
-        _add(builder, org, metric, mtype, interval, tags, ts, value)
-    return builder.finish()
+        add_series(ident, mtype, interval, len(points))
+        all_points += points
+    try:
+        ts = [p["timestamp"] for p in all_points]
+        value = [p["value"] for p in all_points]
+    except (TypeError, KeyError):
+        raise _Refused from None
+    return builder.finish(*_fast_columns(ts, value))
 
 
-def parse_v1(doc: Any, org: str, window: TimeWindow) -> ParsedPayload:
-    """``POST /api/v1/series`` body (already JSON-decoded) for ``org``."""
+def _fast_v1(
+    series: list[Any], org: str, window: TimeWindow, identities: SeriesIdentities
+) -> ParsedPayload:
     builder = BatchBuilder(org, window)
-    for i, item in enumerate(_series_list(doc)):
+    add_series = builder.add_series
+    cached = identities.get
+    all_points: list[Any] = []
+    for s in series:
+        if type(s) is not dict:
+            raise _Refused
+        raw_metric = s.get("metric")
+        points = s.get("points")
+        if type(raw_metric) is not str or type(points) is not list:
+            raise _Refused
+        t = s.get("type")
+        mtype = _V1_TYPES.get(t) if type(t) in _V1_TYPE_KEYS else None
+        if mtype is None:
+            mtype = _fast_v1_type(t)
+        tags = s.get("tags")
+        if tags is None:
+            raw_tags: tuple[Any, ...] = ()
+        elif type(tags) is list:
+            raw_tags = tuple(tags)
+        else:
+            raise _Refused
+        host = s.get("host")
+        device = s.get("device")
+        if (host is not None and type(host) is not str) or (
+            device is not None and type(device) is not str
+        ):
+            raise _Refused
+        interval = s.get("interval")
+        interval = 0 if interval is None else _fast_interval(interval)
+        key = (org, raw_metric, raw_tags, host, device)
+        try:
+            ident = cached(key)
+        except TypeError:  # an unhashable tag (a list, an object): not a string
+            raise _Refused from None
+        if ident is None:
+            full = _checked_tags(raw_tags)
+            if host:
+                full += (f"host:{host}",)
+            if device:
+                full += (f"device:{device}",)
+            ident = identities.add(key, org, raw_metric, full)
+        if ident.invalid is not None:
+            raise _Refused  # v1: a 400 naming the metric field
+        add_series(ident, mtype, interval, len(points))
+        all_points += points
+    if not set(map(type, all_points)) <= _LIST or not set(map(len, all_points)) <= _PAIR:
+        raise _Refused
+    ts = [p[0] for p in all_points]
+    value = [p[1] for p in all_points]
+    return builder.finish(*_fast_columns(ts, value))
+
+
+_LIST = frozenset((list,))
+_PAIR = frozenset((2,))
+# Exact lookups for the usual type values. Only these key types are looked up: a list is
+# unhashable, and bool or float would compare equal to the int codes, which they are not.
+_V2_TYPES: dict[Any, MetricType] = {None: MetricType.GAUGE, **DATADOG_V2_TYPES, **TYPE_NAMES}
+_V2_TYPE_KEYS = frozenset((type(None), int, str))
+_V1_TYPES: dict[Any, MetricType] = {None: MetricType.GAUGE, **TYPE_NAMES}
+_V1_TYPE_KEYS = frozenset((type(None), str))
+
+
+def _checked_tags(raw_tags: tuple[Any, ...]) -> tuple[str, ...]:
+    """Tags of a cache miss must be strings; a hit has them so (only valid keys are stored,
+    and a string never equals a non-string)."""
+    if not all(type(t) is str for t in raw_tags):
+        raise _Refused
+    return raw_tags
+
+
+def _fast_interval(v: Any) -> int:
+    if type(v) not in _NUMBER or not (0 <= v < 2**32):
+        raise _Refused
+    return int(v)
+
+
+def _fast_v2_type(v: Any) -> MetricType:
+    if v is None:
+        return MetricType.GAUGE
+    try:
+        return _v2_type(v, "")
+    except PayloadError:
+        raise _Refused from None
+
+
+def _fast_v1_type(v: Any) -> MetricType:
+    if v is None:
+        return MetricType.GAUGE
+    try:
+        return _v1_type(v, "")
+    except PayloadError:
+        raise _Refused from None
+
+
+def _fast_columns(
+    ts: list[Any], value: list[Any]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """:func:`_columns` for the whole request, refusing instead of naming the field."""
+    try:
+        return _columns(ts, value, "", _no_path)
+    except PayloadError:
+        raise _Refused from None
+
+
+def _no_path(_j: int, _name: str) -> str:
+    return ""
+
+
+# --- validation in document order (only after the fast path refused) -----------------------
+
+
+def _validate_v2(series: list[Any]) -> None:
+    """Raise the :class:`PayloadError` for the first bad field, in document order."""
+    for i, item in enumerate(series):
+        path = f"series[{i}]"
+        s = _object(item, path)
+        _string(s.get("metric"), f"{path}.metric")
+        _v2_type(s.get("type"), f"{path}.type")
+        points = _list(s.get("points"), f"{path}.points")
+        _v2_points(points, f"{path}.points")
+        _tag_list(s.get("tags"), f"{path}.tags")
+        _resource_tags(s.get("resources"), f"{path}.resources")
+        _interval(s.get("interval"), f"{path}.interval")
+
+
+def _validate_v1(series: list[Any]) -> None:
+    """Raise the :class:`PayloadError` for the first bad field, in document order."""
+    for i, item in enumerate(series):
         path = f"series[{i}]"
         s = _object(item, path)
         raw_metric = _string(s.get("metric"), f"{path}.metric")
         try:
-            metric = normalize_metric_name(raw_metric)
+            normalize_metric_name(raw_metric)
         except InvalidName as exc:
             raise PayloadError(f"{path}.metric", str(exc)) from None
-        mtype = _v1_type(s.get("type"), f"{path}.type")
-        ts, value = _v1_points(_list(s.get("points"), f"{path}.points"), f"{path}.points")
-        tags = _tag_list(s.get("tags"), f"{path}.tags")
-        host = _optional_string(s.get("host"), f"{path}.host")
-        if host:
-            tags.append(f"host:{host}")
-        device = _optional_string(s.get("device"), f"{path}.device")
-        if device:
-            tags.append(f"device:{device}")
-        interval = _interval(s.get("interval"), f"{path}.interval")
-        _add(builder, org, metric, mtype, interval, tags, ts, value)
-    return builder.finish()
-
-
-def _add(
-    builder: BatchBuilder,
-    org: str,
-    metric: str,
-    mtype: MetricType,
-    interval: int,
-    tags: list[str],
-    ts: npt.NDArray[np.int64],
-    value: npt.NDArray[np.float64],
-) -> None:
-    canonical = canonical_tags(tags)
-    sid = series_id(org, metric, canonical)
-    builder.add_series(metric, sid, mtype, interval, canonical, ts, value)
+        _v1_type(s.get("type"), f"{path}.type")
+        _v1_points(_list(s.get("points"), f"{path}.points"), f"{path}.points")
+        _tag_list(s.get("tags"), f"{path}.tags")
+        _optional_string(s.get("host"), f"{path}.host")
+        _optional_string(s.get("device"), f"{path}.device")
+        _interval(s.get("interval"), f"{path}.interval")
 
 
 # --- shapes -------------------------------------------------------------------------------
@@ -268,5 +465,13 @@ def _columns(
         val = np.array(value, dtype=np.float64)
     except OverflowError:
         # An integer beyond float64: as unrepresentable as Inf, so it is rejected like Inf.
-        val = np.array([float(v) if abs(v) < 2**1023 else np.inf for v in value])
+        # Element by element, so one such value never changes how the others convert.
+        val = np.array([_float_or_inf(v) for v in value], dtype=np.float64)
     return ts_i, val
+
+
+def _float_or_inf(v: float) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf

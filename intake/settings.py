@@ -39,6 +39,11 @@ class IntakeSettings(CommonSettings):
     announce_cache_size: int = Field(
         default=1_000_000, ge=1, description="(series, index bucket) pairs remembered as announced"
     )
+    identity_cache_size: int = Field(
+        default=100_000,
+        ge=1,
+        description="series identities (raw metric and tags -> canonical tags and sid) cached",
+    )
 
     @property
     def port(self) -> int:

@@ -14,6 +14,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.late_window_seconds == 3600
     assert s.future_window_seconds == 600
     assert s.produce_timeout_seconds == 5.0
+    assert s.identity_cache_size == 100_000
 
 
 def test_per_org_late_window_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
