@@ -1,4 +1,4 @@
-"""Tables <-> Parquet bytes for archive objects (docs/formats.md (section "Archive objects")). No I/O.
+"""Tables <-> Parquet bytes for archive objects (docs/formats.md, "Archive objects"). No I/O.
 
 Points objects: columns ``org, metric`` (dictionary-encoded strings), ``sid: uint64,
 ts: int64, value: float64``, sorted by (org, metric, sid, ts), one row per (sid, ts)
