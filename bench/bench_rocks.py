@@ -4,7 +4,14 @@ on disk, and read latency for 100 series.
 Workloads: "gauge" = TSBS-like cpu values (clamped random walk, 2 decimals) every 10 s;
 "random walk" = full-precision float random walk every 10 s.
 
-Run: ``python -m bench.bench_rocks [--seed N] [--series N] [--days N]``.
+Ingest is measured in two shapes, each timed until every point is folded into hour blocks
+(a final ``fold(everything=True)`` is inside the timing):
+- catch-up: 1 h of every series per apply, clock at the end of the data (a lagging consumer);
+- live: one point of every series per apply (``--live-series``, default 10 000), the clock
+  5 s behind each timestamp, for 2 h 10 min of data so the periodic folds of two closed
+  hours run inside the timed loop; apply (staging) and fold time are reported apart.
+
+Run: ``python -m bench.bench_rocks [--seed N] [--series N] [--days N] [--live-series N]``.
 """
 
 from __future__ import annotations
@@ -46,21 +53,31 @@ def ingest(
     days: int,
     values: npt.NDArray[np.float64],
     per_apply: int,
+    *,
+    start: int | None = None,
+    lag: int | None = None,
 ) -> tuple[RocksStore, float, int]:
-    """Apply ``per_apply`` timestamps of all series per batch (one record per timestamp)."""
-    store = RocksStore("bench", path, days + 1, clock=lambda: NOW)
+    """Apply ``per_apply`` timestamps of all series per batch (one record per timestamp),
+    then fold everything; return the store, the seconds of the whole, and the points.
+    The clock stands at ``NOW`` or, with ``lag``, that many seconds after the latest
+    timestamp applied."""
     steps = values.shape[0]
-    start = NOW - steps * STEP + 1
+    first = NOW - steps * STEP + 1 if start is None else start
+    now = [float(NOW)]
+    store = RocksStore("bench", path, days + 1, clock=lambda: now[0])
     n = sids.size
     records = [
         Record(
-            0, i, 0, PointBatch("o", "m", sids, np.full(n, start + i * STEP, np.int64), values[i])
+            0, i, 0, PointBatch("o", "m", sids, np.full(n, first + i * STEP, np.int64), values[i])
         )
         for i in range(steps)
     ]
     t0 = time.perf_counter()
     for i in range(0, steps, per_apply):
+        if lag is not None:
+            now[0] = first + (i + per_apply - 1) * STEP + lag
         store.apply(records[i : i + per_apply])
+    store.fold(everything=True)
     return store, time.perf_counter() - t0, steps * n
 
 
@@ -117,6 +134,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--series", type=int, default=100)
     ap.add_argument("--days", type=int, default=15)
+    ap.add_argument("--live-series", type=int, default=10_000)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     sids = np.sort(rng.integers(0, 2**63, args.series, dtype=np.uint64))
@@ -153,11 +171,27 @@ def main() -> None:
             ms, rows = latency(query, 5 if res == "raw" and span > 3600 else 20)
             print(f"query {label:>7} x {wanted.size} series: {ms:8.1f} ms ({rows:,} rows)")
         store.close()
-        live_steps = 360
+        live = np.sort(rng.integers(0, 2**63, args.live_series, dtype=np.uint64))
+        live_steps = (2 * 3600 + 600) // STEP
         store, secs, points = ingest(
-            tmp / "live", sids, 1, walk(rng, live_steps, args.series, 2), 1
+            tmp / "live",
+            live,
+            1,
+            walk(rng, live_steps, live.size, 2),
+            1,
+            start=NOW - 3 * 3600 + 1,
+            lag=5,
         )
-        print(f"ingest, one timestamp per apply (live): {points / secs:12,.0f} points/s")
+        st = store.stats
+        print(
+            f"ingest, one point of each of {live.size:,} series per apply (live), incl. fold: "
+            f"{points / secs:12,.0f} points/s ({points:,} points, {secs:.1f} s)"
+        )
+        print(
+            f"  staging (apply without fold): {points / (secs - st.fold_seconds):12,.0f} "
+            f"points/s; fold: {st.folded_points / st.fold_seconds:12,.0f} points/s "
+            f"({st.folds} fold batches, {st.fold_seconds:.1f} s)"
+        )
         store.close()
         rw = walk(rng, 86400 // STEP, args.series, None)
         store, secs, points = ingest(tmp / "rw", sids, 1, rw, 360)

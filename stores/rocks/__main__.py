@@ -21,6 +21,9 @@ def main() -> int:
         store_path(settings.data_dir, "rocks", settings.instance_id),
         settings.retention_days,
         retention_check_seconds=settings.retention_check_seconds,
+        fold_delay_seconds=settings.fold_delay_seconds,
+        fold_check_seconds=settings.fold_check_seconds,
+        staging_max_points=settings.staging_max_points,
     )
 
     def app(ownership: Ownership) -> FastAPI:

@@ -68,6 +68,8 @@ def varint_encode(z: U64) -> tuple[U8, I64]:
     """LEB128 bytes of every value (7 bits per byte, high bit = more follows) and the
     number of bytes each value took."""
     nbytes = np.ones(z.size, dtype=np.int64)
+    if not (z >= np.uint64(0x80)).any():  # common: regular timestamps, small counts
+        return z.astype(np.uint8), nbytes
     for k in range(1, 10):
         more = z >= np.uint64(1 << (7 * k))
         if not more.any():

@@ -22,6 +22,22 @@ class RocksSettings(StoreSettings):
         default=60.0, gt=0, description="how often retention runs while consuming"
     )
 
+    fold_delay_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="staged points are folded into hour blocks once their hour has been "
+        "closed this long (late points mostly arrive before, so blocks are written once)",
+    )
+    fold_check_seconds: float = Field(
+        default=10.0, gt=0, description="how often apply looks for staged chunks to fold"
+    )
+    staging_max_points: int = Field(
+        default=20_000_000,
+        ge=0,
+        description="fold everything staged once more points than this are staged "
+        "(bounds memory: about 60 bytes per staged point)",
+    )
+
     @classmethod
     def load(cls) -> RocksSettings:
         return cls()

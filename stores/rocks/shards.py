@@ -85,10 +85,15 @@ class DayShards:
             return cast(list[bytes | None], shard.get(list(keys)))
 
     def write(
-        self, shard_puts: dict[int, list[tuple[bytes, bytes]]], default_puts: dict[bytes, bytes]
+        self,
+        shard_puts: dict[int, list[tuple[bytes, bytes]]],
+        default_puts: dict[bytes, bytes],
+        default_deletes: Sequence[bytes] = (),
     ) -> None:
         """Everything in one atomic WriteBatch, WAL fsynced before returning."""
         batch = WriteBatch(raw_mode=True)
+        for key in default_deletes:
+            batch.delete(key)
         for day, items in shard_puts.items():
             handle = self._handle(day)
             for key, value in items:

@@ -1,10 +1,23 @@
-"""The rocks store: Kafka-facing shell around :mod:`stores.rocks.ingest` and the shards.
+"""The rocks store: Kafka-facing shell around staging, :mod:`stores.rocks.ingest` and the
+day shards.
 
 Apply (consumer thread): skip records below the partition's applied offset (kept in the
-DB), drop points older than the retention (counted), read the touched blocks and day
-rollup records, merge (pure), then write blocks, rollups and the new applied offsets in
-one synced WriteBatch. So a crash leaves either all of a batch or none of it, and a
-redelivered record is skipped by offset -- and would change nothing even if applied again.
+DB), drop points older than the retention (counted), then write the batch's points as one
+*staging chunk* per partition (key = partition + first offset, so a replay rewrites the same
+key) together with the new applied offsets in one synced WriteBatch, and keep them in memory
+(:class:`~stores.rocks.staging.StagedPoints`) so reads see them. A crash leaves all of a
+batch or none of it, and a redelivered record is skipped by offset.
+
+Fold (consumer thread, from ``idle()`` and every ``fold_check_seconds`` during apply):
+chunks whose points all lie in hours that closed more than ``fold_delay_seconds`` ago are
+merged into the per-series hour blocks and rollups (read-modify-write with the conflict
+rule) and deleted, in one synced WriteBatch; so each block is normally encoded once, not
+once per batch. Everything is folded when more than ``staging_max_points`` are staged.
+Readers resolve block points together with staged points, and compute the rollups of hours
+that have staged points from both, so a read never counts a point twice or misses one.
+
+Catch-up batches whose points lie in already closed hours and are dense (many points per
+touched block) skip staging and are merged straight into the blocks, as before.
 """
 
 from __future__ import annotations
@@ -22,12 +35,15 @@ from stores.rocks import layout
 from stores.rocks.blockcodec import decode_blocks, decode_rollups
 from stores.rocks.ingest import merge, touched
 from stores.rocks.shards import DayShards
-from stores.runtime.applied import adopt_topic, offset_key, start_from_db
-from stores.runtime.rocks import read_u64, u64
+from stores.rocks.stagecodec import STAGING_PREFIX, ChunkKey, decode_chunk, encode_chunk
+from stores.rocks.staging import StagedPoints
+from stores.runtime.applied import TOPIC_ID_KEY, adopt_topic, offset_key, start_from_db
+from stores.runtime.rocks import read_u64, scan_prefix, u64
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import PointBatch, decode_points
+from strata.conflict import resolve
 from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
-from strata.rollup import HOUR, MINUTE, Rollups
+from strata.rollup import HOUR, MINUTE, Rollups, rollup
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +51,12 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Columns = tuple[U64, I64, F64]
+
+#: a batch's closed-hour points go straight into blocks when they average at least this
+#: many points per touched block (catch-up); sparser ones (late points) are staged
+DIRECT_POINTS_PER_BLOCK = 8
+#: a fold writes at most about this many points per WriteBatch (bounds its memory)
+FOLD_BATCH_POINTS = 4_000_000
 
 
 @dataclass
@@ -44,12 +66,28 @@ class Stats:
     applied_records: int = 0
     skipped_records: int = 0  # below the stored applied offset (redelivery)
     applied_points: int = 0
-    expired_points: int = 0  # older than the retention at apply
+    expired_points: int = 0  # older than the retention at apply or fold
     dropped_shards: int = 0
+    direct_points: int = 0  # merged straight into blocks (dense, closed hours)
+    staged_points: int = 0  # currently staged (gauge)
+    staged_chunks: int = 0  # currently staged (gauge)
+    folds: int = 0  # fold WriteBatches written
+    folded_points: int = 0
+    fold_seconds: float = 0.0
 
 
 def _empty_columns() -> Columns:
     return np.empty(0, SID_DTYPE), np.empty(0, TS_DTYPE), np.empty(0, VALUE_DTYPE)
+
+
+def _concat(parts: Sequence[Columns]) -> Columns:
+    if not parts:
+        return _empty_columns()
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
 
 
 class RocksStore(Store[PointBatch]):
@@ -62,18 +100,42 @@ class RocksStore(Store[PointBatch]):
         retention_days: int,
         *,
         retention_check_seconds: float = 60.0,
+        fold_delay_seconds: float = 600.0,
+        fold_check_seconds: float = 10.0,
+        staging_max_points: int = 20_000_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topic = topic
         self._retention = retention_days
         self._check_every = retention_check_seconds
+        self._fold_delay = fold_delay_seconds
+        self._fold_every = fold_check_seconds
+        self._staging_max = staging_max_points
         self._clock = clock
         self.shards = DayShards(path)
         self.stats = Stats()
+        self.staged = StagedPoints()
         self._next: dict[int, int] = {}  # partition -> next offset to apply (cache of DB)
         self._catching_up: dict[int, int] = {}  # partition -> assignment time (ms)
         self._last_retention = 0.0
+        self._last_fold = clock()
+        self._load_staging()
         self.run_retention()
+
+    def _load_staging(self) -> None:
+        """Rebuild the in-memory staged points from the staging chunks on disk."""
+        with self.shards.lock:
+            for key, frame in scan_prefix(self.shards.db, STAGING_PREFIX):
+                sid, ts, value = decode_chunk(bytes(frame))
+                if sid.size:
+                    self.staged.add(bytes(key), sid, ts, value)
+        self._staged_gauges()
+        if len(self.staged):
+            log.info("rocks: %d staged points in %d chunks", self.staged.points, len(self.staged))
+
+    def _staged_gauges(self) -> None:
+        self.stats.staged_points = self.staged.points
+        self.stats.staged_chunks = len(self.staged)
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -81,6 +143,11 @@ class RocksStore(Store[PointBatch]):
         return decode_points(value)
 
     def bind_topic(self, topic_id: str | None) -> None:
+        stored = self.shards.db.get(TOPIC_ID_KEY)
+        if topic_id is not None and stored is not None and bytes(stored).decode() != topic_id:
+            # The offsets are about to restart: fold first, so no new chunk key can
+            # collide with a staged chunk of the old topic.
+            self.fold(everything=True)
         if adopt_topic(self.shards.db, topic_id):
             log.warning(
                 "rocks: topic %s is not the one our applied offsets came from (id now %s); "
@@ -110,10 +177,16 @@ class RocksStore(Store[PointBatch]):
             self._next[partition] = read_u64(raw) if raw is not None else 0
         return self._next[partition]
 
+    def _horizon(self, now: float) -> int:
+        """Start of the first hour that has not been closed for ``fold_delay_seconds``."""
+        t = int(now - self._fold_delay)
+        return t - t % HOUR
+
     def apply(self, records: Sequence[Record[PointBatch]]) -> None:
         now = self._clock()
         cutoff = layout.oldest_kept_day(int(now), self._retention)
-        fresh: list[PointBatch] = []
+        fresh: dict[int, list[PointBatch]] = {}
+        first: dict[int, int] = {}
         offsets: dict[int, int] = {}
         for r in records:
             started = self._catching_up.get(r.partition)
@@ -122,28 +195,103 @@ class RocksStore(Store[PointBatch]):
             if r.offset < self._next_offset(r.partition):
                 self.stats.skipped_records += 1
                 continue
-            fresh.append(r.value)
+            fresh.setdefault(r.partition, []).append(r.value)
+            first.setdefault(r.partition, r.offset)
+            first[r.partition] = min(first[r.partition], r.offset)
             offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
         writes: dict[int, list[tuple[bytes, bytes]]] = {}
+        chunks: list[tuple[bytes, Columns]] = []
         if fresh:
-            sid = np.concatenate([b.sid for b in fresh])
-            ts = np.concatenate([b.ts for b in fresh])
-            value = np.concatenate([b.value for b in fresh])
+            parts = [_concat([(b.sid, b.ts, b.value) for b in fresh[p]]) for p in fresh]
+            owner = np.repeat(np.arange(len(parts)), [p[0].size for p in parts])
+            sid, ts, value = _concat(parts)
             keep = layout.day_of(ts) >= cutoff
             expired = int(keep.size - np.count_nonzero(keep))
             if expired:
                 self.stats.expired_points += expired
-                sid, ts, value = sid[keep], ts[keep], value[keep]
-            if sid.size:
-                writes = self._merge(sid, ts, value)
-            self.stats.applied_points += int(sid.size)
-        self.stats.applied_records += len(fresh)
+                sid, ts, value, owner = sid[keep], ts[keep], value[keep], owner[keep]
+            direct = self._direct(ts, sid, now)
+            if direct is not None:
+                writes = self._merge(sid[direct], ts[direct], value[direct])
+                self.stats.direct_points += int(np.count_nonzero(direct))
+                staged = ~direct
+                sid, ts, value, owner = sid[staged], ts[staged], value[staged], owner[staged]
+            for i, p in enumerate(fresh):
+                mine = owner == i
+                if mine.any():
+                    key = ChunkKey(p, first[p]).encode()
+                    chunks.append((key, (sid[mine], ts[mine], value[mine])))
+            self.stats.applied_points += int(keep.size) - expired
+        self.stats.applied_records += sum(len(v) for v in fresh.values())
         puts = {offset_key(p): u64(o) for p, o in offsets.items()}
+        for key, cols in chunks:
+            puts[key] = encode_chunk(*cols)
         if writes or puts:
             self.shards.write(writes, puts)
+        if chunks:
+            with self.shards.lock:
+                for key, cols in chunks:
+                    self.staged.add(key, *cols)
+            self._staged_gauges()
         self._next.update(offsets)
+        if self.staged.points > self._staging_max:
+            self.fold(everything=True)
+        elif now - self._last_fold >= self._fold_every:
+            self.fold()
         if now - self._last_retention >= self._check_every:
             self.run_retention()
+
+    def _direct(self, ts: I64, sid: U64, now: float) -> npt.NDArray[np.bool_] | None:
+        """Mask of the points to merge straight into blocks: those of closed hours, if
+        they are dense enough that a block re-encode is worth it; else ``None``."""
+        closed = ts < self._horizon(now)
+        n = int(np.count_nonzero(closed))
+        if n < DIRECT_POINTS_PER_BLOCK:
+            return None
+        blocks = touched(sid[closed], ts[closed]).block_sid.size
+        return closed if n >= DIRECT_POINTS_PER_BLOCK * blocks else None
+
+    def fold(self, *, everything: bool = False) -> int:
+        """Fold staged chunks into blocks and rollups (all of them with ``everything``,
+        else those of hours closed for ``fold_delay_seconds``); return the points folded.
+        Each group of chunks is moved in one synced WriteBatch that writes the blocks and
+        rollups and deletes the chunks, so a crash leaves either form, never both or none.
+        """
+        t0 = time.perf_counter()
+        now = self._clock()
+        self._last_fold = now
+        with self.shards.lock:
+            chunks = self.staged.chunks()
+            ids = list(chunks) if everything else self.staged.closed_before(self._horizon(now))
+        ids.sort(key=lambda c: (chunks[c].last_hour, c))
+        groups: list[list[int]] = []
+        size = FOLD_BATCH_POINTS
+        for cid in ids:
+            if size + chunks[cid].points > FOLD_BATCH_POINTS and size:
+                groups.append([])
+                size = 0
+            groups[-1].append(cid)
+            size += chunks[cid].points
+        cutoff = layout.oldest_kept_day(int(now), self._retention)
+        folded = 0
+        for group in groups:
+            with self.shards.lock:
+                sid, ts, value = self.staged.take(group)
+            keep = layout.day_of(ts) >= cutoff
+            if not keep.all():
+                self.stats.expired_points += int(keep.size - np.count_nonzero(keep))
+                sid, ts, value = sid[keep], ts[keep], value[keep]
+            writes = self._merge(sid, ts, value) if sid.size else {}
+            with self.shards.lock:  # readers see the blocks and the chunks change together
+                self.shards.write(writes, {}, [chunks[c].key for c in group])
+                self.staged.remove(group)
+            folded += int(sid.size)
+            self.stats.folds += 1
+        self.stats.folded_points += folded
+        self._staged_gauges()
+        if groups:
+            self.stats.fold_seconds += time.perf_counter() - t0
+        return folded
 
     def _merge(self, sid: U64, ts: I64, value: F64) -> dict[int, list[tuple[bytes, bytes]]]:
         t = touched(sid, ts)
@@ -165,6 +313,7 @@ class RocksStore(Store[PointBatch]):
     def idle(self) -> None:
         # A poll came back empty: every assigned partition is at its end.
         self._catching_up.clear()
+        self.fold()
         if self._clock() - self._last_retention >= self._check_every:
             self.run_retention()
 
@@ -197,38 +346,50 @@ class RocksStore(Store[PointBatch]):
         days = [d for d in self.shards.days() if start // layout.DAY <= d <= end // layout.DAY]
         return start, end, days
 
+    def _blocks(self, ksid: U64, khour: I64, start: int, end: int) -> list[Columns]:
+        """Points with ``start <= ts <= end`` of the stored blocks (ksid, khour) (absent
+        blocks skipped), one part per day. Caller holds the shard lock."""
+        parts: list[Columns] = []
+        days = layout.day_of(khour)
+        for day in np.unique(days).tolist():
+            sel = np.flatnonzero(days == day)
+            got = self.shards.get_many(day, layout.keys(layout.RAW, ksid[sel], khour[sel]))
+            idx = [i for i, f in enumerate(got) if f is not None]
+            if not idx:
+                continue
+            pts = decode_blocks([got[i] for i in idx], khour[sel][idx])  # type: ignore[misc]
+            psid = np.repeat(ksid[sel][idx], pts.counts)
+            m = (pts.ts >= start) & (pts.ts <= end)
+            parts.append((psid[m], pts.ts[m], pts.value[m]))
+        return parts
+
     def read_raw(self, sids: U64, start: int, end: int) -> Columns:
-        """Resolved points of ``sids`` in ``[start, end]`` sorted by (sid, ts)."""
+        """Resolved points of ``sids`` in ``[start, end]`` sorted by (sid, ts): block
+        points and staged points together, duplicates resolved by the conflict rule."""
         wanted = np.unique(sids)
         parts: list[Columns] = []
         with self.shards.lock:
             start, end, days = self._window(start, end)
-            for day in days:
-                hours = _starts(
-                    max(start, day * layout.DAY), min(end, (day + 1) * layout.DAY - 1), HOUR
-                )
-                if not hours.size or not wanted.size:
-                    continue
-                ksid, khour = np.repeat(wanted, hours.size), np.tile(hours, wanted.size)
-                got = self.shards.get_many(day, layout.keys(layout.RAW, ksid, khour))
-                idx = [i for i, f in enumerate(got) if f is not None]
-                if not idx:
-                    continue
-                pts = decode_blocks([got[i] for i in idx], khour[idx])  # type: ignore[misc]
-                psid = np.repeat(ksid[idx], pts.counts)
-                m = (pts.ts >= start) & (pts.ts <= end)
-                parts.append((psid[m], pts.ts[m], pts.value[m]))
-        if not parts:
-            return _empty_columns()
-        sid = np.concatenate([p[0] for p in parts])
-        ts = np.concatenate([p[1] for p in parts])
-        value = np.concatenate([p[2] for p in parts])
+            if wanted.size and start <= end:
+                for day in days:
+                    hours = _starts(
+                        max(start, day * layout.DAY), min(end, (day + 1) * layout.DAY - 1), HOUR
+                    )
+                    ksid, khour = np.repeat(wanted, hours.size), np.tile(hours, wanted.size)
+                    parts += self._blocks(ksid, khour, start, end)
+                staged = self.staged.read(wanted, start, end)
+            else:
+                staged = _empty_columns()
+        if staged[0].size:
+            return resolve(*_concat([*parts, staged]))
+        sid, ts, value = _concat(parts)
         order = np.lexsort((ts, sid))
         return sid[order], ts[order], value[order]
 
     def read_rollups(self, sids: U64, start: int, end: int, step: int) -> Rollups:
-        """Stored rollup rows (``step`` = 60 or 3600) of ``sids`` whose bucket start is in
-        ``[start, end]``, sorted by (sid, bucket)."""
+        """Rollup rows (``step`` = 60 or 3600) of ``sids`` whose bucket start is in
+        ``[start, end]``, sorted by (sid, bucket): stored rows, except for (series, hour)s
+        with staged points, whose rows are computed from block + staged points."""
         if step not in (MINUTE, HOUR):
             raise ValueError(f"no stored rollups at {step}s")
         wanted = np.unique(sids)
@@ -236,11 +397,11 @@ class RocksStore(Store[PointBatch]):
         parts: list[Rollups] = []
         with self.shards.lock:
             start, end, days = self._window(start, end)
+            if not wanted.size or start > end:
+                return Rollups.empty()
             for day in days:
                 lo, hi = max(start, day * layout.DAY), min(end, (day + 1) * layout.DAY - 1)
                 bases = _starts(lo, hi, span)
-                if not bases.size or not wanted.size:
-                    continue
                 ksid, kbase = np.repeat(wanted, bases.size), np.tile(bases, wanted.size)
                 got = self.shards.get_many(day, layout.keys(kind, ksid, kbase))
                 idx = [i for i, f in enumerate(got) if f is not None]
@@ -261,21 +422,52 @@ class RocksStore(Store[PointBatch]):
                         rows.last_ts[m],
                     )
                 )
+            # Every bucket in [start, end] lies in an hour in [first, last + 1 h).
+            first, last = start - start % HOUR, end - end % HOUR
+            staged = self.staged.read(wanted, first, last + HOUR - 1)
+            if staged[0].size:
+                ssid, shour = _pairs(staged[0], staged[1] - np.mod(staged[1], HOUR))
+                pts = resolve(*_concat([*self._blocks(ssid, shour, first, last + HOUR), staged]))
+        parts = [p for p in parts if len(p)]
+        if staged[0].size:
+            # Stored rows of those (series, hour)s miss the staged points: replace them.
+            parts = [_without(p, ssid, shour) for p in parts]
+            live = rollup(*pts, step)
+            m = (live.bucket >= start) & (live.bucket <= end)
+            parts.append(_select(live, m))
         parts = [p for p in parts if len(p)]
         if not parts:
             return Rollups.empty()
+        merged = Rollups(*(np.concatenate([getattr(p, n) for p in parts]) for n in _FIELDS))
+        return _select(merged, np.lexsort((merged.bucket, merged.sid)))
 
-        def col(name: str) -> npt.NDArray[np.generic]:
-            return np.concatenate([getattr(p, name) for p in parts])
 
-        sid, bucket = col("sid"), col("bucket")
-        order = np.lexsort((bucket, sid))
-        return Rollups(
-            *(
-                col(n)[order]
-                for n in ("sid", "bucket", "count", "sum", "min", "max", "last", "last_ts")
-            )  # type: ignore[arg-type]
-        )
+_FIELDS = ("sid", "bucket", "count", "sum", "min", "max", "last", "last_ts")
+
+
+def _select(r: Rollups, idx: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Rollups:
+    return Rollups(*(getattr(r, n)[idx] for n in _FIELDS))
+
+
+def _pairs(sid: U64, hour: I64) -> tuple[U64, I64]:
+    """Unique (sid, hour) pairs, sorted."""
+    order = np.lexsort((hour, sid))
+    s, h = sid[order], hour[order]
+    new = np.ones(s.size, dtype=bool)
+    new[1:] = (s[1:] != s[:-1]) | (h[1:] != h[:-1])
+    return s[new], h[new]
+
+
+def _without(r: Rollups, psid: U64, phour: I64) -> Rollups:
+    """Rows of ``r`` whose (sid, hour of bucket) is not one of the sorted unique pairs."""
+    hour = r.bucket - np.mod(r.bucket, HOUR)
+    # Rank sids over both sets, then one integer key per (sid, hour) pair.
+    sids = np.unique(np.concatenate([psid, r.sid]))
+    h0 = int(min(phour.min(), hour.min(initial=int(phour.min()))))
+    nh = int(max(phour.max(), hour.max(initial=int(phour.max()))) - h0) // HOUR + 1
+    pkey = np.searchsorted(sids, psid).astype(np.int64) * nh + (phour - h0) // HOUR
+    rkey = np.searchsorted(sids, r.sid).astype(np.int64) * nh + (hour - h0) // HOUR
+    return _select(r, ~np.isin(rkey, pkey))
 
 
 def _starts(lo: int, hi: int, span: int) -> I64:
