@@ -1,4 +1,4 @@
-"""Byte format of raw point blocks and rollup records (docs/formats-rocks.md), many at once.
+"""Byte format of raw point blocks and rollup records (docs/formats.md), many at once.
 
 A *raw block* holds the resolved points of one series in one hour; a *rollup record* holds
 the 1-minute rows of one (series, hour) or the 1-hour rows of one (series, day). Both are
@@ -8,7 +8,7 @@ frames, so a batch costs a fixed number of numpy passes plus one slice per frame
 
 Compression split: this codec removes the structure (delta-of-delta timestamps, decimal
 scaling or XOR of values); RocksDB's zstd on SST blocks does the entropy coding over
-thousands of points at a time (docs/formats-rocks.md justifies this).
+thousands of points at a time (docs/formats.md justifies this).
 """
 
 from __future__ import annotations

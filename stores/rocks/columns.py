@@ -3,7 +3,7 @@
 Everything here works on many *groups* (blocks or rollup records) at once: a group is a
 run of consecutive rows, described by per-group row counts. No function loops over points
 in Python; the few loops that exist run over a fixed small number of byte positions or
-decimal scales. The byte layouts these produce are specified in docs/formats-rocks.md.
+decimal scales. The byte layouts these produce are specified in docs/formats.md.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def _options() -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
-    # zstd on SST blocks is the entropy coder of our block codec (docs/formats-rocks.md).
+    # zstd on SST blocks is the entropy coder of our block codec (docs/formats.md).
     opts.set_compression_type(DBCompressionType.zstd())
     opts.set_bottommost_compression_type(DBCompressionType.zstd())
     # One memtable per day shard: keep them small, most of them are cold.

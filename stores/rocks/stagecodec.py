@@ -1,4 +1,4 @@
-"""Byte format and keys of staging chunks (docs/formats-rocks.md, "Staging chunk").
+"""Byte format and keys of staging chunks (docs/formats.md, "Staging chunk").
 
 A staging chunk holds the accepted points of one partition from one consumer batch, as
 they arrived (unsorted, unresolved): it is written in the same synced WriteBatch as the

@@ -1,4 +1,4 @@
-"""Rocks block codec: round trips of edge cases and golden vectors (docs/formats-rocks.md)."""
+"""Rocks block codec: round trips of edge cases and golden vectors (docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Staging chunks: codec round trip, golden vector, corrupt frames; staged points in memory;
-the rocks store serving staged points before and after a fold (docs/formats-rocks.md)."""
+the rocks store serving staged points before and after a fold (docs/formats.md)."""
 
 from __future__ import annotations
 
