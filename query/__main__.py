@@ -9,7 +9,7 @@ import uvicorn
 
 from query.app import create_app
 from query.settings import QuerySettings
-from query.stores_client import HttpStoreClient, RegistryView
+from query.stores_client import HttpStoreClient, RegistryView, StoreUnavailable
 from strata.keys import KeyStore
 from strata.registry import Registry
 
@@ -23,6 +23,12 @@ def main() -> None:
     view = RegistryView(registry, settings.registry_cache_seconds, topics=topics)
     http = httpx.Client(timeout=settings.store_timeout_seconds)
     client = HttpStoreClient(view, http, coverage_margin_seconds=settings.coverage_margin_seconds)
+    try:
+        # Seed the remembered tier histories from whatever is registered now, so a tier
+        # restarting right after this process starts is not taken for "no history".
+        client.remember_coverage()
+    except StoreUnavailable as exc:
+        logging.getLogger(__name__).warning("tier coverage not seeded: %s", exc)
     app = create_app(settings, client, KeyStore(settings.keys_path))
     try:
         uvicorn.run(

@@ -10,10 +10,12 @@ of a tier's coverage with nothing older behind it — is planned again at the ne
 resolution (1h -> 1m -> raw), so cost stays proportional to output points while the edges
 stay exact.
 
-What stays uncovered at raw resolution is either *before history* (older than the oldest
-coverage any tier advertises for the partition, including tiers that just failed: no tier
-ever held points there, so the answer there is empty) or a real gap, and a real gap raises
-:class:`Uncovered` (HTTP 503 naming the partition and range).
+What stays uncovered at raw resolution is either *before history* (older than the start
+of every tier's history for the partition: its advertised coverage, including tiers that
+just failed, or for a tier advertising nothing now, unregistered or restarting, the
+coverage start the query process remembers it advertising, :mod:`query.history`; no tier
+held points there, so the answer there is empty) or a real gap, and a real gap raises
+:class:`Uncovered` (HTTP 503 naming the unavailable tiers, the partition and range).
 
 No I/O here: the stitcher (:mod:`query.stitch`) calls :func:`plan_segments` again with the
 failed tier added whenever a read fails, and the failed segments move to the next tier.
@@ -43,16 +45,24 @@ class TierSource:
 
     ``coverage`` is the inclusive ``(lo, hi)`` in Unix seconds the instance advertises for
     the partition, or None when it advertises nothing (e.g. a RAM store still replaying).
+    ``remembered`` is the coverage start last seen advertised for the partition, for a tier
+    advertising nothing now; such a tier may also have no instance at all (``instance`` and
+    ``address`` empty): it serves nothing but still marks where history starts.
     """
 
     tier: str
     instance: str
     address: str
     coverage: tuple[int, int] | None
+    remembered: int | None = None
 
     @property
     def live(self) -> bool:
         return self.tier in LIVE_TIERS
+
+    def history_start(self) -> int | None:
+        """The oldest time this tier is known to hold points from, if known at all."""
+        return self.coverage[0] if self.coverage is not None else self.remembered
 
     def bounds(self) -> tuple[int, int] | None:
         """Coverage with the live edge opened to the far future."""
@@ -77,20 +87,34 @@ class Segment:
 
 
 class Uncovered(LookupError):
-    """Part of the range after the partition's history start is served by no tier."""
+    """Part of the range after the partition's history start is served by no tier.
+
+    ``tiers`` are the tiers that hold (part of) the range but cannot serve it now (down,
+    unregistered or restarting), freshest first; empty when no tier is known to hold it.
+    """
 
     def __init__(
-        self, partition: int | None, start: int, end: int, failures: Mapping[str, str]
+        self,
+        partition: int | None,
+        start: int,
+        end: int,
+        failures: Mapping[str, str],
+        tiers: Sequence[str] = (),
     ) -> None:
         where = f"partition {partition}" if partition is not None else "the metric's partition"
         why = "; ".join(f"{t}: {r}" for t, r in failures.items())
-        super().__init__(
-            f"no point store can serve {where} for [{start}, {end}]"
-            + (f" ({why})" if why else " (no tier covers it; stores may be starting)")
-        )
+        if tiers:
+            message = f"{', '.join(tiers)} unavailable for {where} [{start}, {end}]; retry later"
+            message += f" ({why})" if why else ""
+        else:
+            message = f"no point store can serve {where} for [{start}, {end}]" + (
+                f" ({why})" if why else " (no tier covers it; stores may be starting)"
+            )
+        super().__init__(message)
         self.partition = partition
         self.start = start
         self.end = end
+        self.tiers = tuple(tiers)
 
 
 Span = tuple[int, int]
@@ -153,10 +177,12 @@ def plan_segments(
 ) -> list[Segment]:
     """Segments covering [start, end] (inclusive), freshest tier first, then by time.
 
-    ``sources`` are the tiers that own the partition (missing tiers simply absent);
-    ``failed`` maps tiers whose read failed to the reason (they serve nothing now but their
-    coverage still marks where history starts). Raises :class:`Uncovered` for a real gap,
-    ``ValueError`` for ``start > end`` or an unknown resolution.
+    ``sources`` are the tiers that own the partition (missing tiers absent, or present
+    without coverage but with a ``remembered`` history start); ``failed`` maps tiers whose
+    read failed to the reason. Tiers that failed or advertise nothing serve nothing, but
+    their history still marks where history starts, so what only they hold is a gap.
+    Raises :class:`Uncovered` for a real gap, ``ValueError`` for ``start > end`` or an
+    unknown resolution.
     """
     if start > end:
         raise ValueError("start must not be after end")
@@ -170,15 +196,29 @@ def plan_segments(
     out: list[Segment] = []
     left = _plan_range(start, end, resolution, usable, out)
 
-    # With no coverage advertised at all nothing is known about history (stores starting
-    # or replaying): every part of the range is a gap.
-    history = [s.coverage[0] for s in ordered if s.coverage is not None]
+    # History starts at the oldest start any tier is known to hold, advertised now or
+    # remembered (a tier that is unregistered or restarting still holds its history). With
+    # nothing known at all (stores starting or replaying) every part of the range is a gap.
+    history = [h for s in ordered if (h := s.history_start()) is not None]
     history_start = min(history) if history else -_FAR_FUTURE
     gaps = [(max(a, history_start), b) for a, b in left if b >= history_start]
     if gaps:
-        raise Uncovered(partition, min(a for a, _ in gaps), max(b for _, b in gaps), dict(failed))
+        lo, hi = min(a for a, _ in gaps), max(b for _, b in gaps)
+        down = [s for s in ordered if s.tier in failed or s.coverage is None]
+        holding = tuple(dict.fromkeys(s.tier for s in down if _may_hold(s, lo, hi)))
+        raise Uncovered(partition, lo, hi, dict(failed), holding)
     out.sort(key=lambda s: (rank.get(s.source.tier, len(rank)), s.start))
     return out
+
+
+def _may_hold(source: TierSource, lo: int, hi: int) -> bool:
+    """Whether ``source``'s known history overlaps [lo, hi] (its end is only known from an
+    advertised coverage: a remembered tier may hold anything after its start)."""
+    start = source.history_start()
+    if start is None or start > hi:
+        return False
+    bounds = source.bounds()
+    return bounds is None or bounds[1] >= lo
 
 
 def _plan_range(

@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 import redis
 
+from query.history import TierHistory, parse_coverage
 from query.routing import NoOwner, owner
 from query.segments import TIER_ORDER, TierSource
 from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
@@ -126,6 +127,10 @@ class RegistryView:
         self._topics = dict(topics or {})
         self._cache: dict[str, tuple[float, list[Registration]]] = {}
 
+    def topic(self, kind: str) -> str | None:
+        """The topic instances of ``kind`` must consume, None when not filtered."""
+        return self._topics.get(kind)
+
     def instances(self, kind: str) -> list[Registration]:
         now = self._clock()
         hit = self._cache.get(kind)
@@ -152,11 +157,22 @@ class HttpStoreClient:
         *,
         coverage_margin_seconds: int = 0,
         clock: Callable[[], float] = time.time,
+        history: TierHistory | None = None,
     ) -> None:
+        """``history`` is what this process remembers of the point tiers' coverage (a new,
+        empty one by default); :meth:`remember_coverage` seeds it at start."""
         self._view = view
         self._http = http
         self._margin = coverage_margin_seconds
         self._clock = clock
+        self._history = history if history is not None else TierHistory()
+
+    def remember_coverage(self) -> None:
+        """Record the coverage every registered point-tier instance advertises now (called
+        once at start, then on every query). Raises :class:`StoreUnavailable` when the
+        registry is unreachable."""
+        for kind in TIER_ORDER:
+            self._history.observe_registrations(self._view.instances(kind))
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -245,26 +261,42 @@ class HttpStoreClient:
             raise StoreReplyError(f"tags store {reg.instance} sent a malformed lookup") from exc
 
     def tier_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
+        """Per point tier, its owner of the partition and coverage. A tier advertising
+        nothing now (no owner registered, or catching up) comes with the coverage start
+        this process last saw it advertise, if any, so its history is not mistaken for
+        time before history (docs/architecture.md, "Planner: stitching tiers")."""
         key = partition_key(org, metric)
         partition: int | None = None
         sources: list[TierSource] = []
+        absent: list[str] = []
         now = self._clock()
         for kind in TIER_ORDER:
             instances = self._view.instances(kind)
+            self._history.observe_registrations(instances)
             try:
                 reg = owner(instances, kind, org, metric)
             except NoOwner as exc:
                 partition = exc.partition if partition is None else partition
+                absent.append(kind)
                 continue
             partition = partition_for(key, reg.partition_count)
-            cov = _coverage(reg.coverage.get(partition))
-            if cov is not None and kind == "ram":
+            cov = parse_coverage(reg.coverage.get(partition))
+            if cov is None:
+                remembered = self._history.lo(kind, partition, reg.topic)
+                sources.append(TierSource(kind, reg.instance, reg.address, None, remembered))
+                continue
+            if kind == "ram":
                 # RAM's lower bound is ``now - window``: it moved on since the entry was
                 # published (and keeps moving during the read), so the oldest seconds it
                 # advertised may be evicted already. Older tiers serve those.
                 lo = cov[0] + int(max(0.0, now - reg.updated)) + self._margin
                 cov = (lo, cov[1]) if lo <= cov[1] else None
             sources.append(TierSource(kind, reg.instance, reg.address, cov))
+        if partition is not None:
+            for kind in absent:
+                remembered = self._history.lo(kind, partition, self._view.topic(kind))
+                if remembered is not None:
+                    sources.append(TierSource(kind, "", "", None, remembered))
         return partition, sources
 
     def read_tier(
@@ -327,17 +359,6 @@ def decode_points(raw: bytes, *, source: str) -> PointColumns:
     except (KeyError, pa.ArrowInvalid, TypeError, ValueError) as exc:
         raise StoreReplyError(f"{source} sent Arrow columns other than sid/ts/value") from exc
     return PointColumns(cols[0], cols[1], cols[2])
-
-
-def _coverage(value: object) -> tuple[int, int] | None:
-    """A registry coverage entry as (lo, hi), or None when absent or malformed (a tier
-    whose coverage cannot be read is treated as covering nothing)."""
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        return None
-    lo, hi = value
-    if not isinstance(lo, int) or not isinstance(hi, int) or lo > hi:
-        return None
-    return lo, hi
 
 
 _ROLLUP_COLUMNS = (

@@ -27,10 +27,12 @@ EVERYTHING = (-(2**40), 2**40)
 @dataclass
 class FakeTier:
     """A point tier: holds the store's points inside ``coverage`` (None = advertises none);
-    ``error``, when set, is raised by every read (a tier that is down)."""
+    ``error``, when set, is raised by every read (a tier that is down); ``remembered`` is
+    the coverage start the query process remembers for a tier advertising none."""
 
     coverage: tuple[int, int] | None
     error: Exception | None = None
+    remembered: int | None = None
 
 
 @dataclass
@@ -96,7 +98,7 @@ class FakeStore:
     def tier_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
         self._check()
         return self.partition, [
-            TierSource(name, f"{name}-1", f"http://{name}", t.coverage)
+            TierSource(name, f"{name}-1", f"http://{name}", t.coverage, t.remembered)
             for name, t in self.tiers.items()
         ]
 

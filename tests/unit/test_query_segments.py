@@ -114,8 +114,9 @@ def test_failed_tier_leaving_a_gap_is_a_503_naming_partition_range_and_reason() 
     with pytest.raises(Uncovered) as info:
         plan_segments(start, end, "raw", sources, partition=3, failed={"rocks": "boom"})
     msg = str(info.value)
-    assert f"partition 3 for [{start}, {NOW - 3 * H - 1}]" in msg and "rocks: boom" in msg
-    assert (info.value.partition, info.value.start) == (3, start)
+    assert f"rocks unavailable for partition 3 [{start}, {NOW - 3 * H - 1}]" in msg
+    assert "retry later" in msg and "rocks: boom" in msg
+    assert (info.value.partition, info.value.start, info.value.tiers) == (3, start, ("rocks",))
 
 
 def test_nothing_covers_is_uncovered() -> None:
@@ -131,6 +132,19 @@ def test_before_history_is_empty_not_an_error() -> None:
     assert plan_segments(NOW - 9 * H, NOW - 8 * H, "raw", [ram()], partition=1) == []
     segs = plan_segments(NOW - 5 * H, NOW, "raw", [ram()], partition=1)
     assert spans(segs) == [("ram", "raw", NOW - 3 * H, NOW)]
+
+
+def test_remembered_tier_history_makes_its_range_a_gap_not_before_history() -> None:
+    start, end = NOW - NOW % DAY - 30 * DAY, NOW - NOW % DAY - 29 * DAY - 1
+    gone = TierSource("archive", "", "", None, remembered=0)
+    with pytest.raises(Uncovered) as info:
+        plan_segments(start, end, "1h", [ram(), rocks(), gone], partition=3)
+    assert str(info.value).startswith(f"archive unavailable for partition 3 [{start}, {end}]")
+    assert info.value.tiers == ("archive",)
+    # Older than the remembered start: before history, empty.
+    assert plan_segments(start, end, "1h", [ram(), rocks(), archive(lo=end + 1)], partition=3) == []
+    later = TierSource("archive", "", "", None, remembered=end + 1)
+    assert plan_segments(start, end, "1h", [ram(), rocks(), later], partition=3) == []
 
 
 def test_unaligned_edges_use_finer_resolutions() -> None:
