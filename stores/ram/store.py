@@ -90,8 +90,9 @@ class RamStore(Store[PointBatch]):
 
     def coverage(self, partitions: Sequence[int], now: int) -> dict[int, list[int]]:
         """[max(now - window, replay start), now] per owned partition whose replay has
-        caught up; a partition still replaying advertises nothing, so no reader mistakes
-        its partial window for a complete one."""
+        caught up (its end reached, or a record appended after the assignment applied); a
+        partition still replaying advertises nothing, so no reader mistakes its partial
+        window for a complete one."""
         with self._lock:
             return {
                 p: [max(now - self._window, self._replay_start.get(p, now)), now]
@@ -104,10 +105,14 @@ class RamStore(Store[PointBatch]):
         with self._lock:
             return sorted(self._replaying)
 
-    def idle(self) -> None:
-        # A poll that returned nothing: every assigned partition is at its end.
+    def caught_up(self, partition: int, end_offset: int) -> None:
+        # The consumer reached the partition's end: its replay is complete.
         with self._lock:
-            self._replaying.clear()
+            self._replaying.pop(partition, None)
+
+    def idle(self) -> None:
+        # Housekeeping only: an empty poll does not mean the replay is complete.
+        with self._lock:
             oldest = self._oldest()
             for part in self._parts.values():
                 part.evict(oldest)

@@ -24,6 +24,7 @@ def main() -> int:
         fold_delay_seconds=settings.fold_delay_seconds,
         fold_check_seconds=settings.fold_check_seconds,
         staging_max_points=settings.staging_max_points,
+        future_margin_seconds=settings.future_margin_seconds,
     )
 
     def app(ownership: Ownership) -> FastAPI:

@@ -21,6 +21,13 @@ class RocksSettings(StoreSettings):
     retention_check_seconds: float = Field(
         default=60.0, gt=0, description="how often retention runs while consuming"
     )
+    future_margin_seconds: int = Field(
+        default=600,
+        ge=0,
+        description="how far ahead of its append time intake accepts a point's timestamp; "
+        "a partition whose log start Kafka deleted before this store read it is complete "
+        "from its first record's append time plus this (docs/rocks.md, Coverage)",
+    )
 
     fold_delay_seconds: float = Field(
         default=600.0,

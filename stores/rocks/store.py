@@ -37,8 +37,14 @@ from stores.rocks.ingest import merge, touched
 from stores.rocks.shards import DayShards
 from stores.rocks.stagecodec import STAGING_PREFIX, ChunkKey, decode_chunk, encode_chunk
 from stores.rocks.staging import StagedPoints
-from stores.runtime.applied import TOPIC_ID_KEY, adopt_topic, offset_key, start_from_db
-from stores.runtime.rocks import read_u64, scan_prefix, u64
+from stores.runtime.applied import (
+    TOPIC_ID_KEY,
+    adopt_topic,
+    complete_key,
+    offset_key,
+    start_from_db,
+)
+from stores.runtime.rocks import i64, read_i64, read_u64, scan_prefix, u64, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import PointBatch, decode_points
 from strata.conflict import resolve
@@ -103,6 +109,7 @@ class RocksStore(Store[PointBatch]):
         fold_delay_seconds: float = 600.0,
         fold_check_seconds: float = 10.0,
         staging_max_points: int = 20_000_000,
+        future_margin_seconds: int = 600,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topic = topic
@@ -111,6 +118,7 @@ class RocksStore(Store[PointBatch]):
         self._fold_delay = fold_delay_seconds
         self._fold_every = fold_check_seconds
         self._staging_max = staging_max_points
+        self._future_margin = future_margin_seconds
         self._clock = clock
         self.shards = DayShards(path)
         self.stats = Stats()
@@ -199,6 +207,7 @@ class RocksStore(Store[PointBatch]):
             first.setdefault(r.partition, r.offset)
             first[r.partition] = min(first[r.partition], r.offset)
             offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
+        puts = self._completeness(records)
         writes: dict[int, list[tuple[bytes, bytes]]] = {}
         chunks: list[tuple[bytes, Columns]] = []
         if fresh:
@@ -223,7 +232,7 @@ class RocksStore(Store[PointBatch]):
                     chunks.append((key, (sid[mine], ts[mine], value[mine])))
             self.stats.applied_points += int(keep.size) - expired
         self.stats.applied_records += sum(len(v) for v in fresh.values())
-        puts = {offset_key(p): u64(o) for p, o in offsets.items()}
+        puts.update({offset_key(p): u64(o) for p, o in offsets.items()})
         for key, cols in chunks:
             puts[key] = encode_chunk(*cols)
         if writes or puts:
@@ -240,6 +249,32 @@ class RocksStore(Store[PointBatch]):
             self.fold()
         if now - self._last_retention >= self._check_every:
             self.run_retention()
+
+    def _completeness(self, records: Sequence[Record[PointBatch]]) -> dict[bytes, bytes]:
+        """Puts recording, for partitions this DB starts from the beginning of the topic,
+        the time from which it holds all their points (docs/rocks.md, "Coverage").
+
+        Offset 0 first: the whole log is here, complete since ever. A later first offset:
+        Kafka deleted the log's start (retention), and those records held points stamped up
+        to ``future_margin_seconds`` after their append time, which precedes this record's.
+        """
+        puts: dict[bytes, bytes] = {}
+        seen: set[int] = set()
+        for r in records:
+            if r.partition in seen:
+                continue
+            seen.add(r.partition)
+            if self._next_offset(r.partition) != 0:
+                continue  # resumed from our own offset: completeness is already recorded
+            if self.shards.db.get(complete_key(r.partition)) is not None:
+                continue
+            lo = 0 if r.offset == 0 else r.timestamp_ms // 1000 + self._future_margin
+            puts[complete_key(r.partition)] = i64(lo)
+        return puts
+
+    def _complete_from(self, partition: int) -> int | None:
+        raw = self.shards.db.get(complete_key(partition))
+        return read_i64(bytes(raw)) if raw is not None else None
 
     def _direct(self, ts: I64, sid: U64, now: float) -> npt.NDArray[np.bool_] | None:
         """Mask of the points to merge straight into blocks: those of closed hours, if
@@ -310,9 +345,17 @@ class RocksStore(Store[PointBatch]):
     def make_durable(self) -> None:
         """Nothing left to do: :meth:`apply` wrote its batch with the WAL fsynced."""
 
+    def caught_up(self, partition: int, end_offset: int) -> None:
+        self._catching_up.pop(partition, None)
+        nothing_applied = self._next_offset(partition) == 0
+        if end_offset > 0 and nothing_applied and self._complete_from(partition) is None:
+            # The log holds records none of which we applied (all deleted by Kafka
+            # retention before we read them): complete only for points to come.
+            lo = int(self._clock()) + self._future_margin
+            write_sync(self.shards.db, {complete_key(partition): i64(lo)})
+
     def idle(self) -> None:
-        # A poll came back empty: every assigned partition is at its end.
-        self._catching_up.clear()
+        # Housekeeping only: an empty poll does not mean any partition is at its end.
         self.fold()
         if self._clock() - self._last_retention >= self._check_every:
             self.run_retention()
@@ -326,13 +369,22 @@ class RocksStore(Store[PointBatch]):
         return dropped
 
     def coverage(self, partitions: Sequence[int], now: int) -> dict[int, list[int]]:
-        """[start of the oldest kept day shard, now] for owned partitions that have caught
-        up; a partition still catching up advertises nothing."""
+        """[max(start of the oldest kept day shard, time from which the partition is
+        complete), now] for owned partitions that have caught up; a partition still
+        catching up, or complete only from a time still ahead, advertises nothing."""
         today = now // layout.DAY
         days = self.shards.days()
         oldest = max(min([*days, today]), layout.oldest_kept_day(now, self._retention))
         catching_up = set(self._catching_up)
-        return {p: [oldest * layout.DAY, now] for p in partitions if p not in catching_up}
+        out: dict[int, list[int]] = {}
+        for p in partitions:
+            if p in catching_up:
+                continue
+            complete = self._complete_from(p)
+            lo = oldest * layout.DAY if complete is None else max(oldest * layout.DAY, complete)
+            if lo <= now:
+                out[p] = [lo, now]
+        return out
 
     def close(self) -> None:
         self.shards.close()

@@ -16,6 +16,9 @@ from stores.runtime.rocks import read_u64, scan_prefix, u32, u64
 from stores.runtime.store import Record, StartPosition
 
 OFFSET_PREFIX = b"\x00O"  # + partition u32 -> next offset u64
+# + partition u32 -> i64 Unix seconds from which the store holds all of the partition's
+# points (stores that can start mid-log, e.g. rocks after Kafka retention, keep it)
+COMPLETE_PREFIX = b"\x00C"
 TOPIC_ID_KEY = b"\x00T"  # -> UTF-8 id of the topic the offsets belong to
 # librdkafka's logical "beginning of the partition".
 OFFSET_BEGINNING = -2
@@ -25,6 +28,10 @@ T = TypeVar("T")
 
 def offset_key(partition: int) -> bytes:
     return OFFSET_PREFIX + u32(partition)
+
+
+def complete_key(partition: int) -> bytes:
+    return COMPLETE_PREFIX + u32(partition)
 
 
 def applied_offsets(records: Sequence[Record[T]]) -> dict[bytes, bytes]:
@@ -45,6 +52,7 @@ def adopt_topic(db: Rdict, topic_id: str | None) -> bool:
     offsets of a different topic (deleted and re-created under the same name, or a broker
     whose log was lost, as tansu's memory storage after a restart) were discarded.
 
+    Their partitions' completeness times (:data:`COMPLETE_PREFIX`) are discarded with them.
     Discarding means the partition is replayed from the beginning, which is safe because
     apply is idempotent; keeping them would silently skip the new topic's first messages.
     ``None`` (a broker without topic ids) keeps whatever is stored.
@@ -54,7 +62,10 @@ def adopt_topic(db: Rdict, topic_id: str | None) -> bool:
     stored = db.get(TOPIC_ID_KEY)
     if stored is not None and bytes(stored).decode() == topic_id:
         return False
-    stale = [key for key, _ in scan_prefix(db, OFFSET_PREFIX)]
+    # Completeness times describe the old log too: they go with its offsets.
+    stale = [
+        key for prefix in (OFFSET_PREFIX, COMPLETE_PREFIX) for key, _ in scan_prefix(db, prefix)
+    ]
     batch = WriteBatch(raw_mode=True)
     for key in stale:
         batch.delete(key)

@@ -13,6 +13,11 @@ Commit sequence, with the reason for each step:
 5. ``make_durable``: the store's data survives a crash from here on.
 6. Commit ``last offset + 1`` per partition synchronously. A failed commit only means
    redelivery, which step 4 absorbs; it is retried with the next batch.
+7. Tell the store which partitions reached their end (librdkafka's ``_PARTITION_EOF``
+   events, ``enable.partition.eof``), after the records before the event are applied: only
+   then may it advertise the partition's coverage as complete. An empty poll proves
+   nothing (right after an assignment the first fetch may still be in flight), so it only
+   gives the store a chance for housekeeping (``idle``).
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ class ConsumerLoop(Generic[T]):
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
+                # Step 7 of the commit sequence: a fetch that reaches the end of a
+                # partition delivers an event, the only reliable "caught up" signal.
+                "enable.partition.eof": True,
                 "session.timeout.ms": settings.session_timeout_ms,
                 "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 4),
             }
@@ -117,14 +125,20 @@ class ConsumerLoop(Generic[T]):
         letters: list[DeadLetter] = []
         first: dict[int, int] = {}
         last: dict[int, int] = {}
+        at_end: dict[int, int] = {}  # partition -> end offset its EOF event reported
         for msg in messages:
             err = msg.error()
-            if err is not None:
-                self._log_error(err)
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
                 continue
             partition, offset = _position(msg)
             if partition not in owned:
                 continue  # fetched before a revoke; its new owner will read it
+            if err is not None:
+                # End of partition: every message before ``offset`` is in this batch or
+                # an earlier one. Recorded now, reported once the batch is applied.
+                at_end[partition] = offset
+                continue
             first.setdefault(partition, offset)
             last[partition] = offset
             value = msg.value()
@@ -160,6 +174,8 @@ class ConsumerLoop(Generic[T]):
         self._ownership.applied(next_offsets)
         self._uncommitted.update(next_offsets)
         self._commit_uncommitted()
+        for p, end in at_end.items():
+            self._store.caught_up(p, end)
 
     def _commit_uncommitted(self) -> None:
         if not self._uncommitted:
@@ -233,11 +249,6 @@ class ConsumerLoop(Generic[T]):
         self._ownership.revoke(nums)
         self._store.revoked(nums)
         consumer.unassign()
-
-    def _log_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        log.warning("consumer error: %s", err)
 
 
 def _position(msg: Message) -> tuple[int, int]:

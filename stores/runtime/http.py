@@ -37,6 +37,16 @@ def make_app(kind: str, partitions: Callable[[], list[int]]) -> FastAPI:
     return app
 
 
+#: bound on |from| and |to| (Unix seconds): far beyond any real time, yet far enough inside
+#: int64 that arithmetic on them (bucket ends, margins) cannot overflow numpy's int64
+TIME_LIMIT = 2**62
+
+
 def check_range(start: int, end: int) -> None:
+    """Raise :class:`BadRequest` naming the field unless ``|start|, |end| < 2**62`` and
+    ``start <= end``."""
+    for name, value in (("from", start), ("to", end)):
+        if not -TIME_LIMIT < value < TIME_LIMIT:
+            raise BadRequest(f"'{name}' ({value}) is outside (-2**62, 2**62) seconds")
     if start > end:
         raise BadRequest(f"'from' ({start}) is after 'to' ({end})")

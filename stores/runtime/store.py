@@ -3,7 +3,8 @@
 The runtime owns Kafka (assignment, offsets, commits) and dead letters; a store owns its
 data. The runtime calls, from its single consumer thread and in this order per batch:
 ``decode`` for every message, ``apply`` once with the decoded records, ``make_durable``,
-and only then commits the offsets. HTTP handlers read the store from other threads, so
+and only then commits the offsets; then ``caught_up`` for each partition whose end the
+batch reached. HTTP handlers read the store from other threads, so
 every public method of a store must be safe to call concurrently with ``apply``.
 """
 
@@ -79,8 +80,16 @@ class Store(ABC, Generic[T]):
         """Partition -> [from, to] (Unix seconds, inclusive) this instance can answer."""
         return {p: [0, now] for p in partitions}
 
+    def caught_up(self, partition: int, end_offset: int) -> None:
+        """The consumer reached the end of ``partition`` (librdkafka's partition-EOF
+        event): every message below ``end_offset`` was applied (or dead-lettered) before
+        this call. From here on the store may advertise the partition's coverage as
+        complete; it is called again each time the consumer reaches the end anew."""
+
     def idle(self) -> None:
-        """Called when a poll returned nothing: a chance for housekeeping (eviction)."""
+        """Called when a poll returned nothing: a chance for housekeeping (eviction).
+        Says nothing about progress: right after an assignment the first fetch may still
+        be in flight, so an empty poll is no proof that any partition is caught up."""
 
     def close(self) -> None:
         """Release resources at shutdown (after the consumer has left the group)."""

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from stores.rocks import layout
+from stores.rocks.api import create_app
 from stores.rocks.store import RocksStore
+from stores.runtime.ownership import Ownership
 from stores.runtime.store import Record
 from strata.codec import PointBatch
 from strata.rollup import rollup
@@ -129,8 +132,68 @@ def test_coverage_waits_until_a_partition_caught_up(tmp_path: Path) -> None:
     newer = Record(0, 0, int(NOW * 1000) + 5, rec(0, [1], [NOW], [1.0]).value)
     store.apply([newer])
     assert list(store.coverage([0, 1], NOW)) == [0]
-    store.idle()
+    store.idle()  # an empty poll is housekeeping, no proof partition 1 is at its end
+    assert list(store.coverage([0, 1], NOW)) == [0]
+    store.caught_up(1, 0)
     assert list(store.coverage([0, 1], NOW)) == [0, 1]
+    store.close()
+
+
+def test_coverage_starts_where_each_partition_is_complete(tmp_path: Path) -> None:
+    """A partition read from offset 0 is complete as far back as the shards go; one whose
+    log start Kafka already deleted only from its first record's append time + margin."""
+    clock = Clock(NOW)
+    store = open_store(tmp_path, clock, retention=5)
+    store.bind_topic("topic-a")
+    store.assigned([0, 1, 2], {})
+    first = layout.oldest_kept_day(NOW, 5)
+    whole = Record(0, 0, (NOW - DAY) * 1000, rec(0, [1], [first * DAY + 5], [1.0]).value)
+    appended = NOW - 2 * DAY  # partition 1's records before offset 500 are gone
+    cut = Record(1, 500, appended * 1000, rec(0, [2], [appended - 7200], [2.0], p=1).value)
+    store.apply([whole, cut])
+    store.fold(everything=True)
+    for p, end in ((0, 1), (1, 501), (2, 40)):  # partition 2: every record already deleted
+        store.caught_up(p, end)
+    assert store.coverage([0, 1, 2], NOW) == {
+        0: [first * DAY, NOW],
+        1: [appended + 600, NOW],
+    }
+    # Partition 2 holds only what is appended from now on (plus the margin).
+    assert store.coverage([2], NOW + 600) == {2: [NOW + 600, NOW + 600]}
+    store.close()
+    # Persisted beside the offsets: a restart keeps each partition's start.
+    again = open_store(tmp_path, clock, retention=5)
+    again.bind_topic("topic-a")
+    assert again.coverage([0, 1], NOW) == {0: [first * DAY, NOW], 1: [appended + 600, NOW]}
+    # Later records never move it; a new topic (new id) forgets it with the offsets.
+    again.apply([Record(1, 501, NOW * 1000, rec(0, [2], [NOW], [3.0], p=1).value)])
+    assert again.coverage([1], NOW) == {1: [appended + 600, NOW]}
+    again.bind_topic("topic-b")
+    assert again.coverage([0, 1, 2], NOW) == {p: [first * DAY, NOW] for p in (0, 1, 2)}
+    again.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"sids": [1], "from": -(2**62), "to": 1}, "'from'"),
+        ({"sids": [1], "from": 0, "to": 2**62}, "'to'"),
+        ({"sids": [1], "from": 0, "to": 2**64, "resolution": "1h"}, "'to'"),
+        ({"sids": [1], "from": -(2**70), "to": 0, "resolution": "1m"}, "'from'"),
+    ],
+)
+def test_read_api_rejects_times_out_of_range(
+    tmp_path: Path, body: dict[str, object], field: str
+) -> None:
+    store = open_store(tmp_path, Clock(NOW))
+    ownership = Ownership()
+    ownership.assign({0: 1})
+    with TestClient(create_app(store, ownership)) as client:
+        resp = client.post("/v1/points/read", json=body)
+        assert resp.status_code == 400, resp.text
+        assert field in resp.text
+        ok = client.post("/v1/points/read", json={"sids": [1], "from": 1 - 2**62, "to": 0})
+        assert ok.status_code == 200
     store.close()
 
 

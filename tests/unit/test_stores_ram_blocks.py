@@ -126,12 +126,14 @@ def test_ram_store_window_coverage_and_revoke() -> None:
         [record(0, 0, [1, 1], [NOW - 4000, NOW - 10], [1.0, 2.0]), record(1, 0, [2], [NOW], [5.0])]
     )
     assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (2, NOW): 5.0}
-    # Still replaying (nothing appended after the assignment seen, no idle poll yet).
+    # Still replaying (nothing appended after the assignment seen, no end reached yet).
     assert store.coverage([0, 1], NOW) == {}
     assert store.replaying() == [0, 1]
     store.apply([record_at(0, NOW * 1000, [1], [NOW], [3.0])])  # appended after: caught up
     assert store.coverage([0, 1], NOW) == {0: [NOW - 3600, NOW]}
-    store.idle()  # an empty poll: every partition is at its end
+    store.idle()  # an empty poll proves nothing: the fetch may still be in flight
+    assert store.coverage([0, 1], NOW) == {0: [NOW - 3600, NOW]}
+    store.caught_up(1, 1)  # the consumer reached partition 1's end
     assert store.coverage([0, 1], NOW) == {0: [NOW - 3600, NOW], 1: [NOW - 3600, NOW]}
     store.revoked([1])
     assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (1, NOW): 3.0}
