@@ -1,11 +1,23 @@
 """One query range spanning archive, rocks and RAM answers exactly what was submitted.
 
 Each point tier runs with a small window so that the three tiers hold different ages of one
-metric: RAM keeps 3 h, rocks 2 days, the archive everything. Points are submitted through
-intake (v2) at hour-aligned timestamps: days old (archive only), hours old (rocks and the
-archive) and of the last hour (all three). A 7-day query then has a 1 h interval, so the
-planner stitches 1 h rollups of the three tiers; each output bucket holds exactly one point
-per series, which the independent model (tests/e2e/reference.py) predicts exactly.
+metric: RAM keeps 3 h, rocks its 2 full days besides today (from day ``D0``), the archive
+everything. Points are submitted through intake (v2), many per series per output bucket and
+with distinct (seeded, exact binary-fraction) values, at timestamps that are neither hour
+nor minute aligned: every 30 min in the 6 days before ``D0`` (archive only), every 10 min from
+``D0`` (rocks and the archive) and every minute in the last 5 h (all three tiers).
+
+Because the time rollup is an average, a point counted twice is only visible when an output
+bucket holds several distinct points of a series and the double-counted part is not all of
+them; it hides most easily at a tier boundary. So the queries are chosen (query
+``MAX_POINTS`` is 20, so a range picks its interval) such that output buckets *straddle*
+the boundaries: a 2-, 7- or 30-day interval whose bucket holds both sides of rocks' first
+day ``D0`` (archive / rocks) and of RAM's first whole hour (rocks / RAM, read at 1 h), and a
+10-30 min interval at 1 m resolution whose bucket holds both sides of RAM's first whole
+minute (its coverage start slides and is not hour aligned). The answers are compared with
+an independent bucketed model (``tiers_support.expected_rolled``) for avg, sum, min and max
+by host. Each tier's read API must also return exactly the model's rows: raw row count and
+values, and ``count``/``sum`` of every 1 m and 1 h rollup (no duplicate rows within a tier).
 
 The same class runs with the archive on its local-directory backend and on S3 (the real
 moto server). Losing the RAM store must not change the answer: the planner falls back to
@@ -15,9 +27,11 @@ rocks and says so in ``X-Strata-Tiers``.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,40 +45,33 @@ from tests.e2e.tiers_support import (
     Cluster,
     SeriesSpec,
     archive_env,
+    expected_rolled,
     require_modules,
+    response_interval,
     s3_bucket,
     v2_payload,
 )
 
 pytestmark = pytest.mark.e2e
 
+MINUTE = 60
 HOUR = 3600
 DAY = 86400
 METRIC = "tiers.load"
 HOSTS = ("h0", "h1", "h2")
 SHARDS = ("s0", "s1")
 AGGREGATORS = ("avg", "sum", "min", "max")
-QUERY_DAYS = 7  # > 6.25 days: 300 points at most -> a 1 h interval -> 1 h rollups
-
-
-@dataclass
-class Tiered:
-    cluster: Cluster
-    model: ReferenceModel
-    start: int
-    end: int
-    # Which tier must hold each age of data: name -> hour-aligned timestamps.
-    ages: dict[str, list[int]]
-
-    def expected(self, agg: str) -> dict[tuple[str, ...], dict[int, float]]:
-        return self.model.expected(
-            self.cluster.org, METRIC, agg, group_by=["host"], scope=["env:prod"]
-        )
-
-    def ask(self, agg: str) -> tuple[dict[tuple[str, ...], dict[int, float]], set[str]]:
-        q = f"{agg}:{METRIC}{{env:prod}} by {{host}}"
-        body, tiers = self.cluster.query(q, self.start, self.end)
-        return parse_query_response(body), {t for t in tiers.split(",") if t}
+MAX_POINTS = 20  # the query service's STRATA_MAX_POINTS: small ranges pick large intervals
+RAM_HOURS = 3
+ROCKS_DAYS = 2
+COVERAGE_MARGIN = 30  # the query service's STRATA_COVERAGE_MARGIN_SECONDS (default)
+# Output intervals tried, first fit wins (see Tiered.pick_*): wide ones read 1 h rollups,
+# near ones 1 m rollups.
+WIDE_INTERVALS = (2 * DAY, 7 * DAY, 30 * DAY)
+NEAR_INTERVALS = (1800, 1200, 900, 600)
+Answer = dict[tuple[str, ...], dict[int, float]]
+Table = dict[tuple[int, int], float]
+Rolls = dict[tuple[int, int], tuple[int, float]]
 
 
 def series() -> list[SeriesSpec]:
@@ -73,28 +80,138 @@ def series() -> list[SeriesSpec]:
     return out + [SeriesSpec(METRIC, h, ("shard:s9", "env:dev")) for h in HOSTS]
 
 
-def value(age: int, spec: SeriesSpec, k: int) -> float:
-    """Exact binary fractions (sums are exact), distinct per tier, host, shard and hour;
-    dev series are far off so a filter that leaks shows."""
-    shard = int(spec.tags[0].removeprefix("shard:s"))
-    base = -5000.0 if "env:dev" in spec.tags else 0.0
-    return base + age * 1000 + int(spec.host[1:]) * 100 + shard * 10 + k + 0.25 * (k % 3)
-
-
-def submit_workload(cluster: Cluster, model: ReferenceModel, now: int) -> dict[str, list[int]]:
+def stamps(d0: int, now: int) -> list[int]:
+    """Minute-aligned base stamps (each series adds its own offset): sparse where only the
+    archive holds them, denser in rocks' days, every minute across RAM's coverage start."""
     h0 = now - now % HOUR
-    ages = {
-        "archive": [h0 - 5 * DAY + k * HOUR for k in range(4)],  # beyond rocks' 2 days
-        "rocks": [h0 - 8 * HOUR + k * HOUR for k in range(4)],  # beyond RAM's 3 h
-        "ram": [h0 - HOUR, h0],
-    }
-    for a, (_, stamps) in enumerate(ages.items()):
-        batch = [(s, [(ts, value(a, s, k)) for k, ts in enumerate(stamps)]) for s in series()]
-        assert cluster.submit(batch) == 202
-        for s, points in batch:  # recorded only after the 202: acknowledged points only
-            for ts, v in points:
-                model.add(cluster.org, METRIC, s.all_tags, ts, v)
-    return ages
+    recent = h0 - 5 * HOUR
+    out = list(range(d0 - 6 * DAY, d0, 30 * MINUTE))
+    out += range(d0, recent, 10 * MINUTE)
+    out += range(recent, now - MINUTE - now % MINUTE, MINUTE)
+    return out
+
+
+def submit_workload(cluster: Cluster, model: ReferenceModel, d0: int, now: int) -> None:
+    rng = random.Random(20240601)  # values only; exact multiples of 1/8, distinct enough
+    base = stamps(d0, now)
+    for idx, spec in enumerate(series()):
+        offset = 7 * idx + 3  # seconds into the minute: nothing is minute aligned
+        off = -5000.0 if "env:dev" in spec.tags else 0.0  # a leaking filter shows
+        points = [(t + offset, off + rng.randint(-4000, 4000) / 8) for t in base]
+        for i in range(0, len(points), 400):
+            chunk = points[i : i + 400]
+            assert cluster.submit([(spec, chunk)], timeout=30.0) == 202
+            for ts, v in chunk:  # recorded only after the 202: acknowledged points only
+                model.add(cluster.org, METRIC, spec.all_tags, ts, v)
+
+
+def ceil_to(x: int, step: int) -> int:
+    return -(-x // step) * step
+
+
+@dataclass
+class Tiered:
+    cluster: Cluster
+    model: ReferenceModel
+    d0: int  # rocks' first kept day when the points were submitted
+
+    @property
+    def partition(self) -> int:
+        return self.cluster.partition_of(METRIC)
+
+    def coverage_lo(self, kind: str) -> tuple[int, int]:
+        """(advertised lo, the latest lo the query may derive from it): RAM's start moves
+        on by the margin plus its registry entry's age (docs/query.md)."""
+        reg = self.cluster.registration(kind)
+        assert reg is not None and self.partition in reg.coverage, f"{kind}: {reg}"
+        lo = int(reg.coverage[self.partition][0])
+        if kind != "ram":
+            return lo, lo
+        age = max(0.0, time.time() - reg.updated)
+        return lo + COVERAGE_MARGIN, lo + COVERAGE_MARGIN + int(age) + 5
+
+    def ram_boundaries(self, step: int) -> list[int]:
+        """Every first whole ``step`` bucket of RAM's coverage the query may be using."""
+        lo, hi = self.coverage_lo("ram")
+        return list(range(ceil_to(lo, step), ceil_to(hi, step) + 1, step))
+
+    def pick_wide(self) -> tuple[int, list[int]]:
+        """An interval (1 h rollups) with one bucket straddling rocks' first day (archive /
+        rocks) and one straddling RAM's first whole hour (rocks / RAM)."""
+        rocks_lo = self.coverage_lo("rocks")[0]
+        assert rocks_lo % DAY == 0, rocks_lo
+        ram = self.ram_boundaries(HOUR)
+        for interval in WIDE_INTERVALS:
+            bounds = [rocks_lo, *ram]
+            if all(b % interval for b in bounds):
+                return interval, [rocks_lo, ram[0]]
+        raise AssertionError(f"no interval of {WIDE_INTERVALS} splits {rocks_lo} and {ram}")
+
+    def pick_near(self) -> tuple[int, list[int]]:
+        """An interval (1 m rollups) with a bucket straddling RAM's first whole minute."""
+        ram = self.ram_boundaries(MINUTE)
+        for interval in NEAR_INTERVALS:
+            if all(b % interval for b in ram):
+                return interval, [ram[0]]
+        raise AssertionError(f"no interval of {NEAR_INTERVALS} splits {ram}")
+
+    def span(self, interval: int) -> tuple[int, int]:
+        """A range up to now for which the query picks ``interval`` (MAX_POINTS buckets at
+        it, more at every smaller ladder step)."""
+        end = int(time.time())
+        return (end // interval - (MAX_POINTS - 1)) * interval, end
+
+    def ask(self, agg: str, interval: int) -> tuple[Answer, set[str], Answer]:
+        """The query's answer, the tiers that served it, and the model's answer."""
+        start, end = self.span(interval)
+        q = f"{agg}:{METRIC}{{env:prod}} by {{host}}"
+        body, tiers = self.cluster.query(q, start, end)
+        assert response_interval(body) == interval, f"{q} over [{start}, {end}]"
+        want = expected_rolled(
+            self.model,
+            self.cluster.org,
+            METRIC,
+            agg,
+            interval,
+            start=start,
+            end=end,
+            group_by=["host"],
+            scope=["env:prod"],
+        )
+        return parse_query_response(body), {t for t in tiers.split(",") if t}, want
+
+    def straddled(self, boundary: int, interval: int) -> None:
+        """The bucket holding ``boundary`` has prod points on both sides of it."""
+        b = boundary - boundary % interval
+        mine = [
+            ts
+            for (_, _, tags), pts in self.model.points.items()
+            if "env:prod" in tags
+            for ts in pts
+            if b <= ts < b + interval
+        ]
+        assert any(ts < boundary for ts in mine) and any(ts >= boundary for ts in mine), (
+            f"bucket {b} (+{interval}) lacks points on one side of {boundary}"
+        )
+
+    # -- what each tier must hold ---------------------------------------------------------
+
+    def raw(self, lo: int) -> Table:
+        from strata.naming import canonical_tags
+        from strata.series_id import series_id
+
+        org = self.cluster.org
+        out: Table = {}
+        for (_, _, tags), pts in self.model.points.items():
+            sid = series_id(org, METRIC, canonical_tags(tags))
+            out |= {(sid, ts): v for ts, v in pts.items() if ts >= lo}
+        return out
+
+    def rollups(self, lo: int, step: int) -> Rolls:
+        acc: dict[tuple[int, int], list[float]] = defaultdict(list)
+        for (sid, ts), v in self.raw(lo).items():
+            acc[(sid, ts - ts % step)].append(v)
+        return {k: (len(vs), sum(vs)) for k, vs in acc.items()}
 
 
 @pytest.fixture(scope="class", params=["local", "s3"])
@@ -115,9 +232,10 @@ def tiered(
         "STRATA_PARTITIONS": "3",
     }
     overrides = {
-        "intake": {"STRATA_LATE_WINDOW_SECONDS": str(8 * DAY)},
-        "ram": {"STRATA_WINDOW_HOURS": "3"},
-        "rocks": {"STRATA_RETENTION_DAYS": "2"},
+        "intake": {"STRATA_LATE_WINDOW_SECONDS": str(10 * DAY)},
+        "query": {"STRATA_MAX_POINTS": str(MAX_POINTS)},
+        "ram": {"STRATA_WINDOW_HOURS": str(RAM_HOURS)},
+        "rocks": {"STRATA_RETENTION_DAYS": str(ROCKS_DAYS)},
         "archive": archive_env(s3),
     }
     cluster = Cluster.create(base, tmp, overrides)
@@ -125,9 +243,9 @@ def tiered(
     try:
         model = ReferenceModel()
         now = int(time.time())
-        ages = submit_workload(cluster, model, now)
-        start = now - now % HOUR - QUERY_DAYS * DAY
-        yield Tiered(cluster, model, start, int(time.time()), ages)
+        d0 = now - now % DAY - ROCKS_DAYS * DAY
+        submit_workload(cluster, model, d0, now)
+        yield Tiered(cluster, model, d0)
     finally:
         cluster.stop()
 
@@ -140,55 +258,113 @@ def sids_of(tiered: Tiered) -> list[int]:
     return [series_id(org, METRIC, canonical_tags(s.all_tags)) for s in series()]
 
 
+def exact_rows(tiered: Tiered, kind: str, sids: Sequence[int], lo: int, end: int) -> None:
+    """The tier's raw rows and 1 m / 1 h rollups from ``lo`` on are the model's, exactly."""
+    t = tiered.cluster.read(kind, sids, lo, end)
+    got: Table = {
+        (int(s), int(ts)): float(v)
+        for s, ts, v in zip(
+            t.column("sid").to_pylist(),
+            t.column("ts").to_pylist(),
+            t.column("value").to_pylist(),
+            strict=True,
+        )
+    }
+    want = tiered.raw(lo)
+    assert t.num_rows == len(want), f"{kind} raw: {t.num_rows} rows, model {len(want)}"
+    assert got == want, f"{kind} raw: {len(got.keys() ^ want.keys())} rows differ"
+    for resolution, step in (("1m", MINUTE), ("1h", HOUR)):
+        r = tiered.cluster.read(kind, sids, ceil_to(lo, step), end, resolution)
+        rows = zip(
+            r.column("sid").to_pylist(),
+            r.column("ts").to_pylist(),
+            r.column("count").to_pylist(),
+            r.column("sum").to_pylist(),
+            strict=True,
+        )
+        got_r: Rolls = {(int(s), int(b)): (int(c), float(x)) for s, b, c, x in rows}
+        want_r = tiered.rollups(ceil_to(lo, step), step)
+        differ = sorted(k for k in got_r.keys() | want_r.keys() if got_r.get(k) != want_r.get(k))
+        assert not differ, f"{kind} {resolution}: {len(differ)} buckets differ, e.g. " + str(
+            [(k, got_r.get(k), want_r.get(k)) for k in differ[:3]]
+        )
+
+
 class TestTiersStitchedIntoOneAnswer:
-    def test_each_tier_holds_its_ages(self, tiered: Tiered) -> None:
-        """The three tiers really hold different data (else "spanning" proves nothing)."""
+    def test_each_tier_holds_exactly_its_points(self, tiered: Tiered) -> None:
+        """Raw row counts and rollup counts of every tier equal the model's: the tiers
+        really hold different ages (else "spanning" proves nothing), and none holds a
+        point twice."""
         sids = sids_of(tiered)
-        wanted = {
-            "ram": set(tiered.ages["ram"]),
-            "rocks": set(tiered.ages["rocks"]) | set(tiered.ages["ram"]),
-            "archive": {ts for stamps in tiered.ages.values() for ts in stamps},
-        }
-        for kind, stamps in wanted.items():
+        oldest = tiered.d0 - 7 * DAY
 
-            def holds(kind: str = kind, stamps: set[int] = stamps) -> None:
-                table = tiered.cluster.read(kind, sids, tiered.start, tiered.end)
-                got = set(table.column("ts").to_pylist())
-                assert stamps <= got, f"{kind} lacks {sorted(stamps - got)}"
+        def archive() -> None:
+            exact_rows(tiered, "archive", sids, oldest, int(time.time()))
 
-            eventually(holds, timeout=90.0, what=f"{kind} to hold its points")
+        def rocks() -> None:
+            lo = tiered.coverage_lo("rocks")[0]  # d0, unless a day has passed since
+            assert lo % DAY == 0 and lo >= tiered.d0, f"rocks starts at {lo}"
+            t = tiered.cluster.read("rocks", sids, oldest, lo - 1)
+            assert t.num_rows == 0, f"rocks holds {t.num_rows} points older than its days"
+            exact_rows(tiered, "rocks", sids, lo, int(time.time()))
+
+        def ram() -> None:  # whole hours safely inside its sliding window
+            lo = ceil_to(int(time.time()) - RAM_HOURS * HOUR + 2 * MINUTE, HOUR)
+            exact_rows(tiered, "ram", sids, lo, int(time.time()))
+
+        for kind, check in (("archive", archive), ("rocks", rocks), ("ram", ram)):
+            eventually(check, timeout=90.0, what=f"{kind} to hold exactly its points")
 
     @pytest.mark.parametrize("agg", AGGREGATORS)
     def test_query_spans_archive_rocks_and_ram(self, tiered: Tiered, agg: str) -> None:
-        want = tiered.expected(agg)
+        """Buckets of days: one holds both sides of the archive/rocks boundary, one both
+        sides of the rocks/RAM boundary."""
 
         def stitched() -> None:
-            got, tiers = tiered.ask(agg)
+            interval, boundaries = tiered.pick_wide()
+            for b in boundaries:
+                tiered.straddled(b, interval)
+            got, tiers, want = tiered.ask(agg, interval)
             assert tiers == {"archive", "rocks", "ram"}, f"served by {tiers}"
-            assert_same(got, want, f"{agg} over three tiers")
+            assert_same(got, want, f"{agg} over three tiers at {interval} s")
 
         eventually(stitched, timeout=90.0, what="a three-tier answer")
 
+    @pytest.mark.parametrize("agg", AGGREGATORS)
+    def test_query_across_the_ram_rocks_boundary(self, tiered: Tiered, agg: str) -> None:
+        """Buckets of minutes read at 1 m: one holds both sides of RAM's first minute."""
+
+        def stitched() -> None:
+            interval, boundaries = tiered.pick_near()
+            for b in boundaries:
+                tiered.straddled(b, interval)
+            got, tiers, want = tiered.ask(agg, interval)
+            assert tiers == {"rocks", "ram"}, f"served by {tiers}"
+            assert_same(got, want, f"{agg} across rocks and ram at {interval} s")
+
+        eventually(stitched, timeout=90.0, what="a rocks + ram answer")
+
     def test_losing_ram_falls_back_to_rocks_with_the_same_answer(self, tiered: Tiered) -> None:
-        before = {agg: tiered.ask(agg) for agg in AGGREGATORS}
-        for agg, (_, tiers) in before.items():
+        interval, _ = tiered.pick_wide()
+        before = {agg: tiered.ask(agg, interval) for agg in AGGREGATORS}
+        for agg, (got, tiers, want) in before.items():
             assert "ram" in tiers, f"{agg} not served by ram before the kill: {tiers}"
+            assert_same(got, want, f"{agg} before the kill")
         tiered.cluster["ram"].kill()
         # Its registry entry outlives it for a TTL: the planner must fall back on the
         # failed read at once, and keep answering the same once the entry has lapsed.
         for agg in AGGREGATORS:
-            got, tiers = tiered.ask(agg)
+            got, tiers, want = tiered.ask(agg, interval)
             assert tiers == {"archive", "rocks"}, f"{agg} after the kill: served by {tiers}"
-            assert_same(got, before[agg][0], f"{agg} without ram")
-            assert_same(got, tiered.expected(agg), f"{agg} without ram vs model")
+            assert_same(got, want, f"{agg} without ram vs model")
 
         def lapsed() -> None:
             assert tiered.cluster.registration("ram") is None
 
         eventually(lapsed, timeout=30.0, what="ram registry entry to lapse")
-        got, tiers = tiered.ask("avg")
+        got, tiers, want = tiered.ask("avg", interval)
         assert tiers == {"archive", "rocks"}
-        assert_same(got, tiered.expected("avg"), "avg after the ram entry lapsed")
+        assert_same(got, want, "avg after the ram entry lapsed")
 
 
 def test_strata_up_runs_and_supervises_the_durable_tiers(

@@ -37,6 +37,7 @@ from strata.registry import Registration, Registry
 from strata.servers import RunningServer, free_port, spawn
 from strata.settings import CommonSettings
 from strata.topics import ensure_topics
+from tests.e2e.reference import AGGREGATORS, ReferenceModel
 
 POINT_TIERS = ("ram", "rocks", "archive")
 MODULES = {
@@ -386,3 +387,46 @@ def archive_env(s3: S3Bucket | None, flush_seconds: float = 1.0) -> dict[str, st
         "STRATA_ARCHIVE_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
         "AWS_EC2_METADATA_DISABLED": "true",
     }
+
+
+def expected_rolled(
+    model: ReferenceModel,
+    org: str,
+    metric: str,
+    aggregator: str,
+    interval: int,
+    *,
+    start: int,
+    end: int,
+    group_by: Sequence[str] = (),
+    scope: Sequence[str] = (),
+) -> dict[tuple[str, ...], dict[int, float]]:
+    """``aggregator:metric{scope} by {group_by}`` over [start, end] at ``interval``, from the
+    model alone: each series' points averaged per interval-aligned bucket (Datadog's time
+    rollup), then the space aggregator across the series of a group. Unlike
+    :meth:`ReferenceModel.expected` this holds for many points per series per bucket, which
+    is what makes a point counted twice visible in an average."""
+    keys, wanted = set(group_by), set(scope)
+    per_group: dict[tuple[str, ...], dict[int, list[float]]] = {}
+    for (o, m, tags), points in model.points.items():
+        if o != org or m != metric or not wanted <= tags:
+            continue
+        group = tuple(sorted(t for t in tags if t.split(":", 1)[0] in keys))
+        buckets: dict[int, list[float]] = {}
+        for ts, v in points.items():
+            if start <= ts <= end:
+                buckets.setdefault(ts - ts % interval, []).append(v)
+        out = per_group.setdefault(group, {})
+        for b, vs in buckets.items():
+            out.setdefault(b, []).append(sum(vs) / len(vs))
+    agg = AGGREGATORS[aggregator]
+    return {
+        g: {b: float(agg(vs)) for b, vs in by_b.items()} for g, by_b in per_group.items() if by_b
+    }
+
+
+def response_interval(body: Mapping[str, Any]) -> int:
+    """The rollup interval (seconds) of a v1 query answer; every series carries the same."""
+    intervals = {int(s["interval"]) for s in body.get("series") or []}
+    assert len(intervals) == 1, f"series with intervals {intervals}"
+    return intervals.pop()
