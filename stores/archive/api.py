@@ -21,6 +21,10 @@ from strata.rollup import RESOLUTIONS, Rollups
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 U64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
+# |ts| < 2**62: far beyond any real time, and bucket arithmetic (rounding to a step,
+# bucket end = start + step - 1) can never leave int64.
+TS_LIMIT = 2**62
+Timestamp = Annotated[int, Field(gt=-TS_LIMIT, lt=TS_LIMIT)]
 RAW_SCHEMA = pa.schema([("sid", pa.uint64()), ("ts", pa.int64()), ("value", pa.float64())])
 ROLLUP_SCHEMA = pa.schema(
     [
@@ -40,8 +44,8 @@ class ReadRequest(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     sids: list[U64]
-    from_: int = Field(alias="from")
-    to: int
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
     resolution: Literal["raw", "1m", "1h"] = "raw"
 
 

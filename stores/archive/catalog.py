@@ -2,6 +2,7 @@
 
 Objects are immutable under their names (a name is derived from the exact input; a replay
 writes identical content), so a footer read once stays true until the object is deleted.
+A footer is read with ranged reads of the object's tail, never by downloading the object.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import threading
 
 from stores.archive.naming import Family, ObjectName, parse_many, parse_progress
 from stores.archive.objectstore import ObjectNotFound, ObjectStore
-from stores.archive.parquet_io import Meta, read_meta
+from stores.archive.parquet_io import FOOTER_GUESS, Meta, footer_size, read_meta
 
 
 class Catalog:
@@ -46,14 +47,19 @@ class Catalog:
             return self._meta.get(key)
 
     def meta(self, key: str) -> Meta | None:
-        """The footer summary of ``key``; None if it disappeared (compacted away)."""
+        """The footer summary of ``key``; None if it disappeared (compacted away).
+
+        Raises :class:`UnreadableObject` for an object that is not ours."""
         found = self.cached(key)
         if found is not None:
             return found
         try:
-            data = self.objects.get(key)
+            tail = self.objects.tail(key, FOOTER_GUESS)
+            need = footer_size(tail)
+            if need > len(tail) == FOOTER_GUESS:  # a footer larger than the guess
+                tail = self.objects.tail(key, need)
         except ObjectNotFound:
             return None
-        meta = read_meta(data)
+        meta = read_meta(tail)
         self.remember(key, meta)
         return meta

@@ -1,9 +1,11 @@
 """One object-store interface, two implementations: a local directory and S3 (boto3).
 
-Contract (tests/unit/test_archive_objectstore.py runs it against both):
+Contract (tests/integration/test_archive_objectstore.py runs it against both):
 - ``put(key, data)`` is atomic: a reader sees the old object, or the whole new one, never
   a part (local: temp file + fsync + rename; S3: PUT / completed multipart upload).
 - ``get`` of a missing key raises :class:`ObjectNotFound`; ``delete`` of one is a no-op.
+- ``tail(key, n)`` returns only the last ``n`` bytes (the whole object if it is smaller):
+  one ranged read, so a Parquet footer is read without downloading the object.
 - ``list(prefix)`` returns every key starting with ``prefix``, sorted, with its size.
 - Transient trouble (connection refused, timeouts, 5xx, throttling) is retried with
   bounded exponential backoff; if it persists :class:`ObjectStoreUnavailable` is raised.
@@ -57,6 +59,11 @@ class ObjectStore(ABC):
         """The object's bytes; raise :class:`ObjectNotFound`."""
 
     @abstractmethod
+    def tail(self, key: str, size: int) -> bytes:
+        """The last ``size`` (> 0) bytes of the object, or all of it if it is smaller;
+        raise :class:`ObjectNotFound`."""
+
+    @abstractmethod
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Objects whose key starts with ``prefix``, sorted by key."""
 
@@ -106,6 +113,18 @@ class LocalDirStore(ObjectStore):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot read {key}: {exc}") from exc
+
+    def tail(self, key: str, size: int) -> bytes:
+        if size <= 0:
+            raise ValueError(f"tail size must be positive, got {size}")
+        try:
+            with open(self._path(key), "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - size))
+                return f.read(size)
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
         except OSError as exc:
@@ -233,6 +252,25 @@ class S3Store(ObjectStore):
             return bytes(resp["Body"].read())
 
         return self._retry(f"get {key}", op)
+
+    def tail(self, key: str, size: int) -> bytes:
+        if size <= 0:
+            raise ValueError(f"tail size must be positive, got {size}")
+        from botocore.exceptions import ClientError
+
+        def op() -> bytes:
+            try:
+                resp = self._client.get_object(
+                    Bucket=self._cfg.bucket, Key=self._prefix + key, Range=f"bytes=-{size}"
+                )
+            except ClientError as exc:
+                # A suffix range of an empty object is unsatisfiable (416): it has no tail.
+                if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":
+                    return b""
+                raise
+            return bytes(resp["Body"].read())
+
+        return self._retry(f"tail {key}", op)
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         def op() -> list[ObjectInfo]:

@@ -8,6 +8,7 @@ and key-value metadata ``strata.*`` (format version, partition, offsets, time ra
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -167,18 +168,30 @@ def normalize_points(t: pa.Table) -> pa.Table:
 def series_table(batches: Sequence[SeriesBatch]) -> pa.Table:
     if not batches:
         return SERIES_SCHEMA.empty_table()
+    # No Python work per row: org/metric are per-batch dictionary codes repeated over the
+    # rows; the tag tuples are converted by pyarrow's C++ sequence converter in one call.
+    lengths = np.array([len(b) for b in batches], dtype=np.int64)
+    tags = list(itertools.chain.from_iterable(b.tags for b in batches))
     return pa.Table.from_arrays(
         [
-            pa.array([b.org for b in batches for _ in range(len(b))]).dictionary_encode(),
-            pa.array([b.metric for b in batches for _ in range(len(b))]).dictionary_encode(),
+            _repeated([b.org for b in batches], lengths),
+            _repeated([b.metric for b in batches], lengths),
             pa.array(np.concatenate([b.sid for b in batches]), pa.uint64()),
             pa.array(np.concatenate([b.bucket for b in batches]), pa.int64()),
             pa.array(np.concatenate([b.mtype for b in batches]), pa.uint8()),
             pa.array(np.concatenate([b.interval for b in batches]), pa.uint32()),
-            pa.array([list(t) for b in batches for t in b.tags], pa.list_(pa.string())),
+            pa.array(tags, pa.list_(pa.string())),
         ],
         schema=SERIES_SCHEMA,
     )
+
+
+def _repeated(per_batch: Sequence[str], lengths: npt.NDArray[np.int64]) -> pa.Array:
+    """A dictionary column holding ``per_batch[i]`` for each of the ``lengths[i]`` rows."""
+    uniq = sorted(set(per_batch))
+    rank = {v: i for i, v in enumerate(uniq)}
+    codes = np.array([rank[v] for v in per_batch], dtype=np.int32)
+    return _dict_column(uniq, np.repeat(codes, lengths))
 
 
 def rollup_table(points: pa.Table, step: int) -> pa.Table:
@@ -203,8 +216,8 @@ def rollup_table(points: pa.Table, step: int) -> pa.Table:
         parts.append(
             pa.Table.from_arrays(
                 [
-                    pa.array([org.dictionary[c].as_py()] * n, pa.string()).dictionary_encode(),
-                    pa.array([metric.dictionary[c].as_py()] * n, pa.string()).dictionary_encode(),
+                    _dict_column([org.dictionary[c].as_py()], np.zeros(n, np.int32)),
+                    _dict_column([metric.dictionary[c].as_py()], np.zeros(n, np.int32)),
                     *rollups_arrays(r),
                 ],
                 schema=ROLLUP_SCHEMA,
@@ -261,7 +274,21 @@ def points_metadata(table: pa.Table, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
+_MAGIC = b"PAR1"
+FOOTER_GUESS = 64 * 1024  # bytes read from an object's end to find its footer at once
+
+
+def footer_size(tail: bytes) -> int:
+    """Bytes at the end of a Parquet file that hold its footer (metadata + length +
+    magic), from any tail of it at least 8 bytes long."""
+    if len(tail) < 8 or tail[-4:] != _MAGIC:
+        raise UnreadableObject("not a Parquet file (no footer magic)")
+    return int.from_bytes(tail[-8:-4], "little") + 8
+
+
 def read_meta(data: bytes) -> Meta:
+    """The footer summary from a whole object or from any tail of it holding the
+    footer (:func:`footer_size` bytes): only the footer is parsed."""
     try:
         md = pq.ParquetFile(pa.BufferReader(data)).schema_arrow.metadata or {}
     except (pa.ArrowInvalid, OSError) as exc:

@@ -46,29 +46,35 @@ def plan_hours(
 ) -> HourPlan:
     """Plan a 1 h read of ts in ``[start, end]`` (hour-aligned ends, inclusive).
 
-    ``rollup_stems`` maps the stem of each rollup object to its key.
+    ``rollup_stems`` maps the stem of each rollup object to its key. Cost grows with the
+    number of listed objects, never with the width of the range: only days named by a
+    compacted object can be exact; everything else in the range is read from raw rows.
     """
+    listed = overlapping(points, start, end)
+    candidates = sorted({n.day for n, _ in listed if n.day is not None})
     rollups: list[str] = []
-    raw: set[str] = set()
-    ranges: list[tuple[int, int]] = []
-    day = start - start % DAY
-    while day <= end:
+    exact_days: list[tuple[int, int]] = []
+    for day in candidates:
         lo, hi = max(start, day), min(end, day + DAY - 1)
-        objs = overlapping(points, lo, hi)
+        objs = overlapping(listed, lo, hi)
         stems = [n.stem for n, _ in objs if n.day == day]
-        exact = (
-            bool(objs)
-            and len(stems) == len(objs)
+        if (
+            len(stems) == len(objs)
             and all(s in rollup_stems for s in stems)
             and len({(n.topic_id, n.partition) for n, _ in objs}) == len(objs)
-        )
-        if exact:
+        ):
             rollups.extend(rollup_stems[s] for s in stems)
-        elif objs:
-            raw.update(n.key() for n, _ in objs)
-            if ranges and ranges[-1][1] + 1 == lo:
-                ranges[-1] = (ranges[-1][0], hi)
-            else:
-                ranges.append((lo, hi))
-        day += DAY
+            exact_days.append((lo, hi))
+    # The rest of the range, between exact days, is rolled up from raw rows where any
+    # object overlaps it.
+    raw: set[str] = set()
+    ranges: list[tuple[int, int]] = []
+    cursor = start
+    for lo, hi in [*exact_days, (end + 1, end + 1)]:
+        if cursor <= lo - 1:
+            objs = overlapping(listed, cursor, lo - 1)
+            if objs:
+                raw.update(n.key() for n, _ in objs)
+                ranges.append((cursor, lo - 1))
+        cursor = hi + 1
     return HourPlan(sorted(rollups), sorted(raw), ranges)

@@ -7,6 +7,9 @@ the read is retried from the listing (bounded), never answered with the input mi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -21,6 +24,7 @@ from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
 from strata.rollup import HOUR, Rollups, merge, rollup
 
 Columns = tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+R = TypeVar("R")
 _ATTEMPTS = 5
 
 
@@ -33,13 +37,18 @@ class ArchiveReader:
         self._catalog = catalog
 
     def _listed(self, start: int, end: int) -> list[Listed]:
+        """Points objects that may hold ts in ``[start, end]``, with their footers.
+
+        Raises :class:`ObjectNotFound` if a listed object vanished before its footer was
+        read: skipping it could lose rows whose compacted output this listing predates."""
         out = []
         for name in self._catalog.family(Family.POINTS):
             if not may_overlap(name, start, end):
                 continue
             meta = self._catalog.meta(name.key())
-            if meta is not None:
-                out.append((name, meta))
+            if meta is None:
+                raise ObjectNotFound(name.key())
+            out.append((name, meta))
         return out
 
     def _fetch(self, keys: list[str], sids: npt.NDArray[np.uint64], lo: int, hi: int) -> pa.Table:
@@ -57,14 +66,11 @@ class ArchiveReader:
 
     def read_raw(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Columns:
         """Points of ``sids`` with ``start <= ts <= end``, sorted, duplicates resolved."""
-        for _ in range(_ATTEMPTS):
-            objs = overlapping(self._listed(start, end), start, end)
-            try:
-                t = self._fetch([n.key() for n, _ in objs], sids, start, end)
-            except ObjectNotFound:
-                continue  # compacted away after our listing: list again
-            return _resolve(t)
-        raise ReadRaced(f"objects for [{start}, {end}] kept changing during the read")
+        return self._consistent(start, end, lambda: self._read_raw(sids, start, end))
+
+    def _read_raw(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Columns:
+        objs = overlapping(self._listed(start, end), start, end)
+        return _resolve(self._fetch([n.key() for n, _ in objs], sids, start, end))
 
     def read_rollups(
         self, sids: npt.NDArray[np.uint64], start: int, end: int, step: int
@@ -77,11 +83,17 @@ class ArchiveReader:
         if step != HOUR:
             s, t, v = self.read_raw(sids, first, last + step - 1)
             return rollup(s, t, v, step)
+        return self._consistent(start, end, lambda: self._read_hours(sids, first, last + step - 1))
+
+    @staticmethod
+    def _consistent(start: int, end: int, read: Callable[[], R]) -> R:
+        """``read()`` from one listing in which every object was still there: a listed
+        object that vanished (compacted away) makes it list and read again, bounded."""
         for _ in range(_ATTEMPTS):
             try:
-                return self._read_hours(sids, first, last + step - 1)
+                return read()
             except ObjectNotFound:
-                continue
+                continue  # its compacted output was written before the delete: relist
         raise ReadRaced(f"objects for [{start}, {end}] kept changing during the read")
 
     def _read_hours(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Rollups:

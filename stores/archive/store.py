@@ -278,10 +278,12 @@ class ArchivePointStore(ArchiveWriter[PointBatch]):
                 self._oldest[p] = min(self._oldest.get(p, m.min_ts), m.min_ts)
             self._newest_append[p] = max(self._newest_append.get(p, 0), m.max_append_ms // 1000)
 
-    def idle(self) -> None:
-        super().idle()
+    def caught_up(self, partition: int, end_offset: int) -> None:
+        # The consumer reached the partition's end (not merely an empty poll, which may
+        # come while the first fetch after an assignment is still in flight).
         with self._lock:
-            self._caught_up.update(self._buffer.next_offset)
+            if partition in self._buffer.next_offset:  # still ours
+                self._caught_up.add(partition)
 
     def refresh_oldest(self, partitions: Sequence[int]) -> None:
         """Re-read the oldest archived point (after compaction or retention)."""

@@ -84,6 +84,18 @@ class TestObjectStoreContract:
         assert store.get("k/x") == b"b"
         assert [o.size for o in store.list("k/")] == [1]
 
+    def test_tail_reads_only_the_end(self, store: ObjectStore) -> None:
+        data = bytes(range(256)) * 40
+        store.put("t/obj", data)
+        store.put("t/empty", b"")
+        assert store.tail("t/obj", 1) == data[-1:]
+        assert store.tail("t/obj", 300) == data[-300:]
+        assert store.tail("t/obj", len(data)) == data
+        assert store.tail("t/obj", len(data) + 1000) == data  # larger than the object
+        assert store.tail("t/empty", 8) == b""
+        with pytest.raises(ObjectNotFound):
+            store.tail("t/missing", 8)
+
     def test_large_objects(self, store: ObjectStore) -> None:
         # Above the S3 multipart threshold (5 MiB in this fixture): several parts.
         data = bytes(range(256)) * (6 * 2**20 // 256 + 7)
