@@ -23,6 +23,9 @@ def _seed() -> int:
     return int(raw) if raw else random.SystemRandom().randrange(2**31)
 
 
+# Late points go up to two closed hours back (tests/chaos/test_kill_point_stores.py).
+LATE_WINDOW_SECONDS = 4 * 3600
+
 # Decided once per test process, so the header and the tests agree on it.
 SEED = _seed()
 
@@ -47,7 +50,19 @@ def chaos_cluster(
 ) -> Iterator[Cluster]:
     """Intake, query, both indexes and the three point tiers (archive on the local dir,
     flushing every half second so uploads, and kills between upload and commit, happen
-    often)."""
+    often).
+
+    The background work of the durable tiers is made frequent enough that kills land in it
+    (the production settings would leave it idle for the whole run): rocks folds staged
+    points of an hour one second after the hour closed (production: 600 s), looking every
+    quarter second (stores/rocks/settings.py), and the archive compacts every quarter second
+    (stores/archive/settings.py; production: hourly). Intake accepts points 4 h old, so the
+    flow can write into hours that are already closed.
+
+    Rocks also polls Kafka for at most 50 ms (production: 500 ms; stores/runtime/settings.py)
+    so that, keeping up, it applies the flow one to three requests per batch: a batch of the
+    flow's run of sparse late requests becomes a staging chunk wholly in a closed hour, which
+    folds a second later (a chunk holding a point of the open hour waits for it to close)."""
     require_modules(("intake", "query", "tags", "inverted", *POINT_TIERS))
     base = {
         "STRATA_KAFKA_BOOTSTRAP": tansu.address,
@@ -55,10 +70,17 @@ def chaos_cluster(
         "STRATA_PARTITIONS": "3",
     }
     overrides = {
-        "archive": archive_env(None, flush_seconds=0.5),
+        "intake": {"STRATA_LATE_WINDOW_SECONDS": str(LATE_WINDOW_SECONDS)},
+        "archive": archive_env(None, flush_seconds=0.5)
+        | {"STRATA_ARCHIVE_COMPACT_INTERVAL_SECONDS": "0.25"},
         # Small batches: more apply/commit cycles, so more kills land between the two.
         "ram": {"STRATA_BATCH_MAX_MESSAGES": "20"},
-        "rocks": {"STRATA_BATCH_MAX_MESSAGES": "20"},
+        "rocks": {
+            "STRATA_BATCH_MAX_MESSAGES": "20",
+            "STRATA_FOLD_DELAY_SECONDS": "1",
+            "STRATA_FOLD_CHECK_SECONDS": "0.25",
+            "STRATA_POLL_TIMEOUT_SECONDS": "0.05",
+        },
     }
     cluster = Cluster.create(base, tmp_path_factory.mktemp("chaos"), overrides)
     cluster.start()
