@@ -145,13 +145,14 @@ def decimal_scales(v: F64, counts: I64) -> npt.NDArray[np.int16]:
     np.logical_or.at(undecidable, gid[best < 0], True)
     np.maximum.at(scale, gid, best)
     scale[undecidable] = -1
-    # A value exact at a smaller scale is in practice exact at a larger one too, but verify:
-    # the encoder must never depend on that.
+    # A value exact at a smaller scale is in practice exact at a larger one too, but verify
+    # (the encoder must never depend on that), and the group's scale may push a large value
+    # of the group past 2**53 (then past int64): such a group needs the XOR codec.
     rows = np.flatnonzero(scale[gid] >= 0)
     if rows.size:
         p = POW10[scale[gid[rows]]]
         m = np.rint(v[rows] * p)
-        bad = (m / p).view(np.uint64) != bits[rows]
+        bad = ((m / p).view(np.uint64) != bits[rows]) | ~(np.abs(m) < _EXACT_INT)
         scale[np.unique(gid[rows[bad]])] = -1
     return scale
 

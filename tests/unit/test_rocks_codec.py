@@ -167,3 +167,15 @@ def test_corrupt_frames_raise_corrupt_block(frame: bytes, message: str) -> None:
 def test_varint_decode_rejects_truncation() -> None:
     with pytest.raises(ValueError, match="varints"):
         varint_decode(np.array([0x81], np.uint8), 1)
+
+
+def test_a_group_scale_that_would_overflow_falls_back_to_xor() -> None:
+    """Found by hypothesis: 262144.6326587127 needs 10 decimals; at that scale 922337204.0
+    becomes 9.2e18, past 2**53 (and int64). The group must use the XOR codec, bit-exact."""
+    from stores.rocks.columns import decode_floats, encode_floats
+
+    v = np.array([0.0, 262144.6326587127, 922337204.0])
+    counts = np.array([3], dtype=np.int64)
+    stream, lengths, codec, scale = encode_floats(v, counts)
+    back = decode_floats(stream, lengths, counts, codec, scale)
+    assert back.view(np.uint64).tolist() == v.view(np.uint64).tolist()
