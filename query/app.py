@@ -17,10 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from query.language import QuerySyntaxError, parse_query
+from query.evaluate import evaluate, v1_body
+from query.language import QuerySyntaxError, parse
 from query.params import BadParameter, parse_range, parse_timestamp, required
-from query.plan import TooManySeries, execute
-from query.responses import TIERS_HEADER, error_body, metrics_list_response, query_response
+from query.plan import TooManySeries
+from query.responses import TIERS_HEADER, error_body, metrics_list_response
+from query.routes_explore import explore_router
 from query.segments import Uncovered
 from query.settings import QuerySettings
 from query.stores_client import StoreClient, StoreReplyError, StoreUnavailable
@@ -99,8 +101,8 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
         params = request.query_params
         start, end = parse_range(params.get("from"), params.get("to"))
         text = required("query", params.get("query"))
-        parsed = parse_query(text)
-        result = execute(
+        parsed = parse(text)
+        result = evaluate(
             parsed,
             org,
             start,
@@ -111,7 +113,7 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
         )
         if result.tiers:
             response.headers[TIERS_HEADER] = ",".join(result.tiers)
-        return query_response(result, text)
+        return v1_body(result, text)
 
     @app.get("/api/v1/metrics")
     def metrics(request: Request) -> dict[str, Any]:
@@ -125,4 +127,5 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
             names = [m for m in names if wanted in client.metric_tags(org, m, start)]
         return metrics_list_response(start, names)
 
+    app.include_router(explore_router(client, keys))
     return app

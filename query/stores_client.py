@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import numpy as np
@@ -76,6 +76,17 @@ class StoreClient(Protocol):
 
     def lookup(self, org: str, metric: str, sids: Sids) -> dict[int, tuple[str, ...]]:
         """sid -> canonical tags for the given sids of (org, metric); unknown sids omitted."""
+        ...
+
+    def resolve_filter(
+        self, org: str, metric: str, start: int, end: int, tree: dict[str, Any]
+    ) -> Sids:
+        """Sorted sids of (org, metric) active in [start, end] matching a filter tree
+        (``{"op": "all"|"tag"|"wildcard"|"and"|"or"|"not", ...}``, docs/architecture.md)."""
+        ...
+
+    def series_types(self, org: str, metric: str, sids: Sids) -> dict[int, str]:
+        """sid -> metric type label (gauge, count, rate) as the tag index knows it."""
         ...
 
     def tier_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
@@ -245,20 +256,38 @@ class HttpStoreClient:
             raise StoreReplyError(f"inverted store {reg.instance} sent {len(raw)} bytes of sids")
         return np.frombuffer(raw, dtype="<u8").astype(SID_DTYPE)
 
-    def lookup(self, org: str, metric: str, sids: Sids) -> dict[int, tuple[str, ...]]:
-        if sids.size == 0:
-            return {}
+    def resolve_filter(
+        self, org: str, metric: str, start: int, end: int, tree: dict[str, Any]
+    ) -> Sids:
+        reg = self._owner("inverted", org, metric)
+        body = {"org": org, "metric": metric, "from": start, "to": end, "filter": tree}
+        raw = self._post_json(reg, "/v1/resolve", body).content
+        if len(raw) % 8:
+            raise StoreReplyError(f"inverted store {reg.instance} sent {len(raw)} bytes of sids")
+        return np.frombuffer(raw, dtype="<u8").astype(SID_DTYPE)
+
+    def _lookup(self, org: str, metric: str, sids: Sids) -> list[dict[str, Any]]:
         reg = self._owner("tags", org, metric)
         body = {"org": org, "sids": sids.tolist()}
         data = self._json(reg, self._post_json(reg, "/v1/series/lookup", body))
         try:
-            return {
-                int(s["sid"]): tuple(str(t) for t in s["tags"])
-                for s in data["series"]
-                if s.get("metric", metric) == metric
-            }
-        except (KeyError, TypeError, ValueError) as exc:
+            rows = [s for s in data["series"] if s.get("metric", metric) == metric]
+            for s in rows:
+                s["sid"] = int(s["sid"])
+                s["tags"] = tuple(str(t) for t in s["tags"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StoreReplyError(f"tags store {reg.instance} sent a malformed lookup") from exc
+        return rows
+
+    def lookup(self, org: str, metric: str, sids: Sids) -> dict[int, tuple[str, ...]]:
+        if sids.size == 0:
+            return {}
+        return {s["sid"]: s["tags"] for s in self._lookup(org, metric, sids)}
+
+    def series_types(self, org: str, metric: str, sids: Sids) -> dict[int, str]:
+        if sids.size == 0:
+            return {}
+        return {s["sid"]: str(s.get("type", "gauge")) for s in self._lookup(org, metric, sids)}
 
     def tier_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
         """Per point tier, its owner of the partition and coverage. A tier advertising
@@ -391,3 +420,120 @@ def decode_rollups(raw: bytes, *, source: str) -> Rollups:
         names = "/".join(n for n, _ in _ROLLUP_COLUMNS)
         raise StoreReplyError(f"{source} sent Arrow columns other than {names}") from exc
     return Rollups(*cols)
+
+
+# -- describe and explore (issue 4 item 6; query/routes_explore.py) -----------------------
+
+
+@runtime_checkable
+class ExploreClient(Protocol):
+    """The tag index's catalog, describe and metadata calls. Every call is scoped to one
+    org; ``None`` answers mean "no such metric in this org"."""
+
+    def catalog(self, org: str, start: int, prefix: str) -> list[tuple[str, int]]:
+        """(metric, last-seen) of the org's metrics named ``prefix...`` active since
+        ``start``, sorted by name and deduplicated."""
+        ...
+
+    def describe(self, org: str, metric: str, start: int) -> list[str] | None:
+        """Tags of (org, metric) seen since ``start``; None if the metric is unknown."""
+        ...
+
+    def get_metadata(self, org: str, metric: str) -> dict[str, Any] | None:
+        """Stored metadata of a known metric ({} if none), None if the metric is unknown."""
+        ...
+
+    def put_metadata(self, org: str, metric: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge ``fields`` (None clears) into the metadata; the result, or None if the
+        metric is unknown."""
+        ...
+
+
+class HttpExploreClient:
+    """:class:`ExploreClient` over the tag index's HTTP API, routed like
+    :class:`HttpStoreClient` (whose registry view and connection pool it shares)."""
+
+    def __init__(self, base: HttpStoreClient) -> None:
+        self._base = base
+
+    def _call(self, org: str, metric: str, method: str, suffix: str, **kwargs: Any) -> Any | None:
+        reg = self._base._owner("tags", org, metric)
+        # Metric names are [A-Za-z0-9_.] (validated by the caller), safe in a URL path.
+        path = f"/v1/metrics/{metric}/{suffix}"
+        url = reg.address.rstrip("/") + path
+        try:
+            resp = self._base._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(
+                f"tags store {reg.instance} at {reg.address} unreachable: {exc}"
+            ) from exc
+        if resp.status_code == 404:
+            return None
+        if resp.status_code == 503:
+            raise StoreUnavailable(f"tags store {reg.instance} is not ready")
+        if resp.status_code != 200:
+            raise StoreReplyError(
+                f"tags store {reg.instance} answered {resp.status_code} to {path}: "
+                f"{resp.text[:200]}"
+            )
+        return HttpStoreClient._json(reg, resp)
+
+    def catalog(self, org: str, start: int, prefix: str) -> list[tuple[str, int]]:
+        instances = self._base._view.instances("tags")
+        if not instances:
+            raise StoreUnavailable("no tags store instance is registered (pipeline starting?)")
+        newest: dict[str, int] = {}
+        for reg in instances:  # each instance knows only its partitions: fan out to all
+            params = {"org": org, "from": start, "prefix": prefix}
+            resp = self._base._request(reg, "GET", "/v1/catalog", params=params)
+            data = self._base._json(reg, resp)
+            try:
+                for row in data["metrics"]:
+                    name, last = str(row["metric"]), int(row["last_seen"])
+                    newest[name] = max(last, newest.get(name, last))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StoreReplyError(
+                    f"tags store {reg.instance} sent a malformed catalog"
+                ) from exc
+        return sorted(newest.items())
+
+    def describe(self, org: str, metric: str, start: int) -> list[str] | None:
+        data = self._call(org, metric, "GET", "describe", params={"org": org, "from": start})
+        if data is None:
+            return None
+        try:
+            return [str(t) for t in data["tags"]]
+        except (KeyError, TypeError) as exc:
+            raise StoreReplyError("tags store sent a malformed describe answer") from exc
+
+    def _metadata(self, data: Any) -> dict[str, Any] | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+            raise StoreReplyError("tags store sent malformed metadata")
+        return dict(data["metadata"])
+
+    def get_metadata(self, org: str, metric: str) -> dict[str, Any] | None:
+        return self._metadata(self._call(org, metric, "GET", "metadata", params={"org": org}))
+
+    def put_metadata(self, org: str, metric: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+        data = self._call(
+            org,
+            metric,
+            "PUT",
+            "metadata",
+            params={"org": org},
+            content=orjson.dumps(fields),
+            headers={"content-type": "application/json"},
+        )
+        return self._metadata(data)
+
+
+def explore_client(client: object) -> ExploreClient | None:
+    """The explore calls of a store client: itself if it implements them, a wrapper for
+    :class:`HttpStoreClient`, else None (the explore endpoints then answer 501)."""
+    if isinstance(client, HttpStoreClient):
+        return HttpExploreClient(client)
+    if isinstance(client, ExploreClient):
+        return client
+    return None

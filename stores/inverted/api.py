@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from stores.inverted.filters import FilterError, from_lists, parse_filter
 from stores.inverted.index import InvertedIndex
-from stores.inverted.postings import to_le_bytes
 from stores.runtime.http import BadRequest, check_range, make_app
 from stores.runtime.ownership import Ownership
 
@@ -22,8 +23,10 @@ class ResolveRequest(BaseModel):
     metric: Name
     from_: int = Field(alias="from")
     to: int
-    include: list[Name] = Field(default_factory=list)
-    exclude: list[Name] = Field(default_factory=list)
+    exclude: list[Name] | None = None
+    include: list[Name] | None = None
+    #: a filter tree (stores/inverted/filters.py); excludes ``include``/``exclude``
+    filter: dict[str, Any] | None = None
 
 
 def create_app(index: InvertedIndex, ownership: Ownership) -> FastAPI:
@@ -33,11 +36,21 @@ def create_app(index: InvertedIndex, ownership: Ownership) -> FastAPI:
     def resolve(req: ResolveRequest) -> Response:
         check_range(req.from_, req.to)
         for what, value in [("org", req.org), ("metric", req.metric)] + [
-            ("tag", t) for t in (*req.include, *req.exclude)
+            ("tag", t) for t in (*(req.include or ()), *(req.exclude or ()))
         ]:
             if "\x00" in value:
                 raise BadRequest(f"{what} must not contain NUL: {value!r}")
-        sids = index.resolve(req.org, req.metric, req.from_, req.to, req.include, req.exclude)
-        return Response(to_le_bytes(sids), media_type="application/octet-stream")
+        if req.filter is not None:
+            if req.include is not None or req.exclude is not None:
+                raise BadRequest("filter: 'include'/'exclude' must be absent with a filter")
+            try:
+                tree = parse_filter(req.filter)
+            except FilterError as exc:
+                raise BadRequest(str(exc)) from None
+        else:
+            tree = from_lists(req.include or (), req.exclude or ())
+        sids = index.resolve_filter(req.org, req.metric, req.from_, req.to, tree)
+        body = np.ascontiguousarray(sids, dtype="<u8").tobytes()
+        return Response(body, media_type="application/octet-stream")
 
     return app

@@ -1,25 +1,44 @@
-"""The inverted index on RocksDB: apply series batches (set union), resolve filters.
+"""The inverted index on RocksDB: apply series batches (set union), resolve filter trees.
 
-Apply is idempotent and order-independent: every write is a bitmap union.
+Apply is idempotent and order-independent in its answers: every postings write is a
+bitmap union, and a sid's ordinal is assigned once (a redelivery finds it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pyroaring import BitMap64
+import numpy as np
+import numpy.typing as npt
+from pyroaring import BitMap
+from rocksdict import WriteBatch, WriteOptions
 
 from stores.inverted import keys
-from stores.inverted.postings import select, union
-from stores.runtime.applied import adopt_topic, applied_offsets, start_from_db
-from stores.runtime.rocks import get_many, open_db, scan_prefix, write_sync
+from stores.inverted.filters import Filter, Wildcard, evaluate, from_lists
+from stores.runtime.applied import (
+    COMPLETE_PREFIX,
+    OFFSET_PREFIX,
+    adopt_topic,
+    applied_offsets,
+    start_from_db,
+)
+from stores.runtime.rocks import get_many, open_db, scan_prefix, u32, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import SeriesBatch, decode_series
 from strata.model import index_bucket
 
 log = logging.getLogger(__name__)
+
+Sids = npt.NDArray[np.uint64]
+MAX_ORDINALS = 2**32
+#: ordinal->sid chunks kept in memory (64k sids = 512 KiB each)
+CACHED_CHUNKS = 256
+
+
+class TooManySeries(RuntimeError):
+    """A metric exceeded 2**32 series (ordinals are 32-bit)."""
 
 
 class InvertedIndex(Store[SeriesBatch]):
@@ -28,6 +47,29 @@ class InvertedIndex(Store[SeriesBatch]):
     def __init__(self, topic: str, path: Path) -> None:
         self.topic = topic
         self._db = open_db(path)
+        # Chunks of the ordinal->sid table; this process is the only writer, and apply
+        # drops the chunks it rewrites, so the cache is never stale.
+        self._chunks: dict[bytes, Sids] = {}
+        self._migrate()
+
+    def _migrate(self) -> None:
+        if self._db.get(keys.LAYOUT_KEY) == keys.LAYOUT:
+            return
+        stale = [k for k, _ in scan_prefix(self._db, keys.OLD_POSTINGS)]
+        batch = WriteBatch(raw_mode=True)
+        if stale:
+            log.warning(
+                "inverted: dropping %d layout-1 postings; replaying the series topic", len(stale)
+            )
+            stale += [
+                k for p in (OFFSET_PREFIX, COMPLETE_PREFIX) for k, _ in scan_prefix(self._db, p)
+            ]
+            for key in stale:
+                batch.delete(key)
+        batch.put(keys.LAYOUT_KEY, keys.LAYOUT)
+        opts = WriteOptions()
+        opts.sync = True
+        self._db.write(batch, opts)
 
     def decode(self, value: bytes) -> SeriesBatch:
         return decode_series(value)
@@ -45,46 +87,145 @@ class InvertedIndex(Store[SeriesBatch]):
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
         return start_from_db(self._db, partition)
 
+    # -- apply -------------------------------------------------------------------------
+
     def apply(self, records: Sequence[Record[SeriesBatch]]) -> None:
-        """Union the batch's sids into their postings; one synchronous WriteBatch with the
-        applied offsets."""
-        added: dict[bytes, BitMap64] = {}
+        """Assign ordinals to new sids, union them into their postings; one synchronous
+        WriteBatch with the applied offsets."""
+        puts: dict[bytes, bytes] = {}
+        added: dict[bytes, list[int]] = {}
+        counts: dict[bytes, int] = {}
         for record in records:
             b = record.value
-            for i, (sid, bucket) in enumerate(zip(b.sid.tolist(), b.bucket.tolist(), strict=True)):
+            if len(b) == 0:
+                continue
+            ordinals = self._ordinals(b.org, b.metric, b.sid, puts, counts)
+            for i, (ordinal, bucket) in enumerate(zip(ordinals, b.bucket.tolist(), strict=True)):
                 # Announcements carry bucket starts; align anyway so keys stay canonical.
                 start = index_bucket(bucket)
                 for tag in (keys.ALL_SERIES, *b.tags[i]):
-                    key = keys.postings_key(b.org, b.metric, tag, start)
-                    posting = added.get(key)
-                    if posting is None:
-                        posting = added[key] = BitMap64()
-                    posting.add(sid)
+                    added.setdefault(keys.postings_key(b.org, b.metric, tag, start), []).append(
+                        ordinal
+                    )
         names = list(added)
-        puts: dict[bytes, bytes] = {}
         for key, old in zip(names, get_many(self._db, names), strict=True):
-            merged = added[key]
+            merged = BitMap(added[key])
             if old is not None:
-                before = BitMap64.deserialize(old)
+                before = BitMap.deserialize(old)
                 if merged.issubset(before):
                     continue  # a redelivery: nothing new to write
                 merged |= before
+            merged.run_optimize()
             puts[key] = merged.serialize()
         puts.update(applied_offsets(records))
         write_sync(self._db, puts)
+        for key in puts:
+            self._chunks.pop(key, None)
 
-    def postings(self, org: str, metric: str, tag: str, start: int, end: int) -> BitMap64:
-        """Union of the tag's postings over the index buckets overlapping [start, end]."""
+    def _ordinals(
+        self,
+        org: str,
+        metric: str,
+        sids: Sids,
+        puts: dict[bytes, bytes],
+        counts: dict[bytes, int],
+    ) -> list[int]:
+        """Ordinals of ``sids``, assigning new ones (recorded in ``puts``; ``counts``
+        carries each metric's next ordinal through one apply)."""
+        sid_list = sids.tolist()
+        okeys = [keys.ordinal_key(org, metric, s) for s in sid_list]
+        found = get_many(self._db, okeys)
+        ckey = keys.count_key(org, metric)
+        out: list[int] = []
+        new_sids: list[int] = []
+        for sid, okey, raw in zip(sid_list, okeys, found, strict=True):
+            raw = puts.get(okey, raw)
+            if raw is None:
+                if ckey not in counts:
+                    stored = self._db.get(ckey)
+                    counts[ckey] = int.from_bytes(stored, "big") if stored is not None else 0
+                ordinal = counts[ckey]
+                if ordinal >= MAX_ORDINALS:
+                    raise TooManySeries(f"{org}/{metric} has more than 2**32 series")
+                counts[ckey] = ordinal + 1
+                raw = u32(ordinal)
+                puts[okey] = raw
+                new_sids.append(sid)
+            out.append(int.from_bytes(raw, "big"))
+        if new_sids:
+            self._append_sids(org, metric, counts[ckey] - len(new_sids), new_sids, puts)
+            puts[ckey] = u32(counts[ckey])
+        return out
+
+    def _append_sids(
+        self, org: str, metric: str, first: int, sids: list[int], puts: dict[bytes, bytes]
+    ) -> None:
+        data = np.array(sids, dtype="<u8")
+        pos = 0
+        ordinal = first
+        while pos < data.size:
+            chunk, offset = divmod(ordinal, keys.CHUNK)
+            take = min(keys.CHUNK - offset, data.size - pos)
+            ck = keys.sids_key(org, metric, chunk)
+            old = puts.get(ck)
+            if old is None:
+                old = self._db.get(ck) or b""
+            old = old[: offset * 8]  # a replay after a crash cannot leave a longer tail
+            puts[ck] = old + data[pos : pos + take].tobytes()
+            pos += take
+            ordinal += take
+
+    # -- resolve -----------------------------------------------------------------------
+
+    def postings(self, org: str, metric: str, tag: str, start: int, end: int) -> BitMap:
+        """Union of the tag's ordinals over the index buckets overlapping [start, end]."""
         prefix = keys.postings_prefix(org, metric, tag)
-        return union(
-            BitMap64.deserialize(raw)
-            for _, raw in scan_prefix(
-                self._db,
-                prefix,
-                keys.bucket_suffix(index_bucket(start)),
-                keys.bucket_suffix(index_bucket(end)),
-            )
+        return BitMap.union(
+            BitMap(),
+            *(
+                BitMap.deserialize(raw)
+                for _, raw in scan_prefix(
+                    self._db,
+                    prefix,
+                    keys.bucket_suffix(index_bucket(start)),
+                    keys.bucket_suffix(index_bucket(end)),
+                )
+            ),
         )
+
+    def expand(
+        self, org: str, metric: str, wildcard: Wildcard, start: int, end: int
+    ) -> Iterator[BitMap]:
+        """Postings of every tag ``wildcard`` matches, scanning only the metric's tag keys
+        that start with the pattern's literal prefix."""
+        base = keys.tags_prefix(org, metric)
+        matches = wildcard.matcher()
+        lo, hi = index_bucket(start), index_bucket(end)
+        verdict: dict[bytes, bool] = {}
+        for key, raw in scan_prefix(self._db, base + wildcard.prefix.encode()):
+            tag = key[len(base) : -9]
+            ok = verdict.get(tag)
+            if ok is None:
+                ok = verdict[tag] = bool(tag) and matches(tag.decode())
+            if ok and lo <= keys.bucket_of(key) <= hi:
+                yield BitMap.deserialize(raw)
+
+    def resolve_filter(self, org: str, metric: str, start: int, end: int, tree: Filter) -> Sids:
+        """Sorted sids of (org, metric) active in [start, end] selected by ``tree``."""
+        everything = self.postings(org, metric, keys.ALL_SERIES, start, end)
+        if not everything:
+            return np.empty(0, dtype=np.uint64)
+        cache: dict[str, BitMap] = {}
+
+        def postings(tag: str) -> BitMap:
+            if tag not in cache:
+                cache[tag] = self.postings(org, metric, tag, start, end)
+            return cache[tag]
+
+        chosen = evaluate(
+            tree, everything, postings, lambda w: self.expand(org, metric, w, start, end)
+        )
+        return self.sids_of(org, metric, chosen)
 
     def resolve(
         self,
@@ -94,17 +235,36 @@ class InvertedIndex(Store[SeriesBatch]):
         end: int,
         include: Sequence[str],
         exclude: Sequence[str],
-    ) -> BitMap64:
+    ) -> Sids:
         """Series of (org, metric) active in [start, end] with every ``include`` tag and
-        no ``exclude`` tag."""
-        everything = self.postings(org, metric, keys.ALL_SERIES, start, end)
-        if not everything:
-            return everything
-        return select(
-            everything,
-            [self.postings(org, metric, t, start, end) for t in dict.fromkeys(include)],
-            [self.postings(org, metric, t, start, end) for t in dict.fromkeys(exclude)],
-        )
+        no ``exclude`` tag (sorted sids)."""
+        return self.resolve_filter(org, metric, start, end, from_lists(include, exclude))
+
+    def sids_of(self, org: str, metric: str, ordinals: BitMap) -> Sids:
+        """Sorted sids of ``ordinals``."""
+        if not ordinals:
+            return np.empty(0, dtype=np.uint64)
+        ords = np.frombuffer(ordinals.to_array(), dtype=np.uint32)
+        chunk_of = ords >> keys.CHUNK_BITS
+        bounds = np.flatnonzero(np.diff(chunk_of)) + 1  # ords are sorted: chunks are runs
+        parts = []
+        for run in np.split(ords, bounds):
+            table = self._chunk(org, metric, int(run[0]) >> keys.CHUNK_BITS)
+            parts.append(table[run & (keys.CHUNK - 1)])
+        out = np.concatenate(parts)
+        out.sort()
+        return out
+
+    def _chunk(self, org: str, metric: str, chunk: int) -> Sids:
+        key = keys.sids_key(org, metric, chunk)
+        table = self._chunks.get(key)
+        if table is None:
+            raw = self._db.get(key)
+            table = np.frombuffer(raw or b"", dtype="<u8").astype(np.uint64)
+            if len(self._chunks) >= CACHED_CHUNKS:
+                self._chunks.pop(next(iter(self._chunks)))
+            self._chunks[key] = table
+        return table
 
     def close(self) -> None:
         self._db.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from stores.runtime.http import BadRequest, make_app
@@ -20,6 +21,27 @@ class LookupRequest(BaseModel):
 
     org: Org
     sids: list[U64]
+
+
+Short = Annotated[str, Field(max_length=100)]
+
+
+class MetadataUpdate(BaseModel):
+    """Fields of Datadog's v1 ``MetricMetadata`` a PUT may set (null clears one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Short | None = None
+    unit: Short | None = None
+    per_unit: Short | None = None
+    short_name: Short | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    statsd_interval: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    integration: Short | None = None
+
+
+def _unknown(org: str, metric: str) -> JSONResponse:
+    return JSONResponse({"errors": [f"metric {metric!r} not found"]}, status_code=404)
 
 
 def _check_name(what: str, value: str) -> None:
@@ -42,10 +64,56 @@ def create_app(index: TagIndex, ownership: Ownership) -> FastAPI:
 
     @app.get("/v1/metrics")
     def metrics(
-        org: Annotated[Org, Query()], from_: Annotated[int, Query(alias="from")] = 0
+        org: Annotated[Org, Query()],
+        from_: Annotated[int, Query(alias="from")] = 0,
+        prefix: Annotated[str, Query(max_length=200)] = "",
     ) -> dict[str, Any]:
         _check_name("org", org)
-        return {"metrics": index.metrics(org, from_)}
+        _check_name("prefix", prefix)
+        return {"metrics": index.metrics(org, from_, prefix)}
+
+    @app.get("/v1/catalog")
+    def catalog(
+        org: Annotated[Org, Query()],
+        from_: Annotated[int, Query(alias="from")] = 0,
+        prefix: Annotated[str, Query(max_length=200)] = "",
+    ) -> dict[str, Any]:
+        """Metrics with their last-seen index bucket start (hour precision)."""
+        _check_name("org", org)
+        _check_name("prefix", prefix)
+        rows = index.catalog(org, from_, prefix)
+        return {"metrics": [{"metric": m, "last_seen": last} for m, last in rows]}
+
+    @app.get("/v1/metrics/{metric}/describe", response_model=None)
+    def describe(
+        metric: str, org: Annotated[Org, Query()], from_: Annotated[int, Query(alias="from")] = 0
+    ) -> dict[str, Any] | JSONResponse:
+        """Tags and tag key -> values of a metric; 404 if this instance never saw it."""
+        _check_name("org", org)
+        _check_name("metric", metric)
+        if not index.known(org, metric):
+            return _unknown(org, metric)
+        return {
+            "metric": metric,
+            "tags": index.tags(org, metric, from_),
+            "tag_values": index.tag_values(org, metric, from_),
+        }
+
+    @app.get("/v1/metrics/{metric}/metadata", response_model=None)
+    def get_metadata(metric: str, org: Annotated[Org, Query()]) -> dict[str, Any] | JSONResponse:
+        _check_name("org", org)
+        _check_name("metric", metric)
+        found = index.metadata(org, metric)
+        return _unknown(org, metric) if found is None else {"metadata": found}
+
+    @app.put("/v1/metrics/{metric}/metadata", response_model=None)
+    def put_metadata(
+        metric: str, org: Annotated[Org, Query()], update: MetadataUpdate
+    ) -> dict[str, Any] | JSONResponse:
+        _check_name("org", org)
+        _check_name("metric", metric)
+        found = index.update_metadata(org, metric, update.model_dump(exclude_unset=True))
+        return _unknown(org, metric) if found is None else {"metadata": found}
 
     @app.get("/v1/metrics/{metric}/tags")
     def metric_tags(

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
+
+import orjson
 
 from stores.runtime.applied import adopt_topic, applied_offsets, start_from_db
 from stores.runtime.rocks import get_many, open_db, scan_prefix, write_sync
@@ -117,14 +119,68 @@ class TagIndex(Store[SeriesBatch]):
                     out.append((sid, ident))
         return out
 
-    def metrics(self, org: str, since: int) -> list[str]:
-        """Metrics of ``org`` seen in an index bucket that ends after ``since``."""
-        prefix = keys.metric_prefix(org)
-        return [
-            key[len(prefix) :].decode()
-            for key, raw in scan_prefix(self._db, prefix)
-            if _active(keys.read_bucket(raw), since)
-        ]
+    def metrics(self, org: str, since: int, prefix: str = "") -> list[str]:
+        """Metrics of ``org`` whose name starts with ``prefix``, seen in an index bucket
+        that ends after ``since`` (sorted)."""
+        return [name for name, _ in self.catalog(org, since, prefix)]
+
+    def catalog(self, org: str, since: int, prefix: str = "") -> list[tuple[str, int]]:
+        """(metric, last-seen bucket start) of ``org``'s metrics named ``prefix...`` seen
+        in a bucket that ends after ``since``, sorted by name. Hour precision: a metric
+        seen in a bucket counts as active through that bucket's end."""
+        base = keys.metric_prefix(org)
+        out = []
+        for key, raw in scan_prefix(self._db, base + prefix.encode()):
+            last = keys.read_bucket(raw)
+            if _active(last, since):
+                out.append((key[len(base) :].decode(), last))
+        return out
+
+    def tag_values(self, org: str, metric: str, since: int) -> dict[str, list[str]]:
+        """Tag key -> values of (org, metric) seen since ``since`` (the data behind
+        drop-downs); a bare tag is a key with no values."""
+        out: dict[str, list[str]] = {}
+        for tag in self.tags(org, metric, since):
+            key, sep, value = tag.partition(":")
+            values = out.setdefault(key, [])
+            if sep:
+                values.append(value)
+        return out
+
+    def known(self, org: str, metric: str) -> bool:
+        """Whether (org, metric) was ever announced to this instance."""
+        return self._db.get(keys.metric_key(org, metric)) is not None
+
+    def metadata(self, org: str, metric: str) -> dict[str, Any] | None:
+        """Stored metadata of a known (org, metric) (``{}`` when none was written), or
+        None for a metric this instance never saw."""
+        if not self.known(org, metric):
+            return None
+        raw = self._db.get(keys.metadata_key(org, metric))
+        if raw is None:
+            return {}
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise keys.CorruptValue(f"metadata of {org}/{metric} is not JSON") from exc
+        return dict(value)
+
+    def update_metadata(
+        self, org: str, metric: str, fields: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge ``fields`` into the metadata of a known (org, metric) (a None value
+        clears the field); return the result, or None for an unknown metric. Synchronous
+        write: an answered update is durable."""
+        current = self.metadata(org, metric)
+        if current is None:
+            return None
+        for name, value in fields.items():
+            if value is None:
+                current.pop(name, None)
+            else:
+                current[name] = value
+        write_sync(self._db, {keys.metadata_key(org, metric): orjson.dumps(current)})
+        return current
 
     def tags(self, org: str, metric: str, since: int) -> list[str]:
         prefix = keys.tag_prefix(org, metric)

@@ -18,6 +18,7 @@ SERIES = b"S"  # S sid:u64 -> identity (first seen)
 COLLISION = b"X"  # X sid:u64 digest:8 -> identity (later, different identities)
 METRIC = b"M"  # M org NUL metric -> last-seen bucket i64
 TAG = b"T"  # T org NUL metric NUL tag -> last-seen bucket i64
+METADATA = b"D"  # D org NUL metric -> metric metadata, JSON object (query service writes)
 SEP = b"\x00"
 
 _IDENTITY_HEAD = struct.Struct(">BIHH")
@@ -96,3 +97,7 @@ def read_bucket(raw: bytes) -> int:
     if len(raw) != 8:
         raise CorruptValue(f"bucket value has {len(raw)} bytes, expected 8")
     return read_i64(raw)
+
+
+def metadata_key(org: str, metric: str) -> bytes:
+    return METADATA + org.encode() + SEP + metric.encode()

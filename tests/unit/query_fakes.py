@@ -9,7 +9,9 @@ one RAM tier covering everything, as before tiers existed.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +43,7 @@ class FakeSeries:
     metric: str
     tags: tuple[str, ...]
     sid: int
+    mtype: str = "gauge"
 
 
 @dataclass
@@ -54,10 +57,20 @@ class FakeStore:
     # (tier, resolution, from, to) of every point read, in order
     reads: list[tuple[str, str, int, int]] = field(default_factory=list)
 
-    def add(self, org: str, metric: str, tags: list[str], points: list[tuple[int, float]]) -> int:
+    # filter trees received by resolve_filter, in order
+    trees: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        org: str,
+        metric: str,
+        tags: list[str],
+        points: list[tuple[int, float]],
+        mtype: str = "gauge",
+    ) -> int:
         canon = canonical_tags(tags)
         sid = series_id(org, metric, canon)
-        self.series[sid] = FakeSeries(org, metric, canon, sid)
+        self.series[sid] = FakeSeries(org, metric, canon, sid, mtype)
         self.points.extend((sid, ts, v) for ts, v in points)
         return sid
 
@@ -84,6 +97,28 @@ class FakeStore:
             and not any(t in s.tags for t in exclude)
         ]
         return np.array(sorted(sids), dtype=np.uint64)
+
+    def resolve_filter(
+        self, org: str, metric: str, start: int, end: int, tree: dict[str, Any]
+    ) -> Sids:
+        """The contract's filter tree, evaluated independently of the query code
+        (``fnmatch`` for wildcards: tags never contain ``[``, ``]`` or ``?``)."""
+        self._check()
+        self.trees.append(tree)
+        sids = [
+            s.sid
+            for s in self.series.values()
+            if s.org == org and s.metric == metric and _matches(tree, s.tags)
+        ]
+        return np.array(sorted(sids), dtype=np.uint64)
+
+    def series_types(self, org: str, metric: str, sids: Sids) -> dict[int, str]:
+        self._check()
+        return {
+            sid: self.series[sid].mtype
+            for sid in sids.tolist()
+            if sid in self.series and self.series[sid].org == org
+        }
 
     def lookup(self, org: str, metric: str, sids: Sids) -> dict[int, tuple[str, ...]]:
         self._check()
@@ -135,3 +170,21 @@ class FakeStore:
             t for s in self.series.values() if s.org == org and s.metric == metric for t in s.tags
         }
         return sorted(tags)
+
+
+def _matches(tree: dict[str, Any], tags: tuple[str, ...]) -> bool:
+    op = tree["op"]
+    if op == "all":
+        return True
+    if op == "tag":
+        return tree["tag"] in tags
+    if op == "wildcard":
+        return any(fnmatch.fnmatchcase(t, tree["pattern"]) for t in tags)
+    if op == "not":
+        return not _matches(tree["arg"], tags)
+    results = [_matches(a, tags) for a in tree["args"]]
+    if op == "and":
+        return all(results)
+    if op == "or":
+        return any(results)
+    raise ValueError(f"unknown op {op!r}")

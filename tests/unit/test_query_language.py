@@ -1,10 +1,20 @@
-"""The query parser: valid queries to the AST, and every kind of error with its position."""
+"""The query parser: valid queries to the AST, every kind of error with its position, the
+legacy single-query entry point, and filter compilation (more cases: tests/golden/queries.json)."""
 
 from __future__ import annotations
 
 import pytest
 
-from query.language import MetricQuery, QuerySyntaxError, SpaceAggregator, TagFilter, parse_query
+from query import ast
+from query.filters import Resolution, compile_filter
+from query.language import (
+    MetricQuery,
+    QuerySyntaxError,
+    SpaceAggregator,
+    TagFilter,
+    parse,
+    parse_query,
+)
 
 
 def test_minimal_query() -> None:
@@ -61,37 +71,97 @@ def test_uppercase_aggregator_accepted() -> None:
         ("", 0, "query is empty"),
         ("   ", 0, "query is empty"),
         ("median:m{*}", 0, "unknown aggregator 'median'"),
-        (":m{*}", 0, "unknown aggregator"),
         ("avg m{*}", 4, "expected ':'"),
         ("avg:{*}", 4, "expected a metric name"),
         ("avg:1m{*}", 4, "must start with a letter"),
         ("avg:m", 5, "expected '{'"),
         ("avg:m{", 6, "expected a tag filter"),
-        ("avg:m{}", 6, "expected a tag filter"),
         ("avg:m{env:prod", 14, "expected ',' or '}'"),
         ("avg:m{env:prod,}", 15, "expected a tag filter"),
-        ("avg:m{env:pr*}", 6, "wildcard"),
-        ("avg:m{env:prod AND host:a}", 15, "boolean operator 'AND'"),
         ("avg:m{env:prod host:a}", 15, "expected ',' or '}'"),
         ("avg:m{env:prod} by", 18, "expected '{' after 'by'"),
-        ("avg:m{env:prod} by {}", 20, "expected a tag key"),
         ("avg:m{*} by {env:prod}", 13, "invalid group-by tag key"),
-        ("avg:m{*} by {host", 17, "expected ',' or '}'"),
         ("avg:m{*} group {host}", 9, "unexpected 'group {host}'"),
-        ("avg:m{*}.rollup(sum)", 8, "unexpected '.rollup(sum)'"),
-        ("avg:m{*} by {host} x", 19, "after the end of the query"),
         ("avg:m{!!}", 7, "expected a tag filter"),
         ("avg:m{___}", 6, "no valid characters"),
         ("avg:m{env:a(1)}", 11, "functions are not supported"),
-        ("avg:m{*,env:a}", 7, "expected ',' or '}'"),
+        ("avg:m{*,env:a}", 6, "'*' must be the whole scope"),
+        ("avg:m{a, b OR c}", 11, "cannot mix"),
+        ("p99:m{*}", 0, "distributions are not supported yet"),
+        ("avg:m{*}.rollup(sum) * (", 24, "expected a query"),
     ],
 )
 def test_errors_name_the_position(text: str, position: int, fragment: str) -> None:
     with pytest.raises(QuerySyntaxError) as info:
-        parse_query(text)
+        parse(text)
     assert info.value.position == position, str(info.value)
     assert fragment in str(info.value)
     assert str(info.value).endswith(f"at position {position}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["avg:m{env:pr*}", "avg:m{a OR b}", "avg:m{*}.rollup(sum)", "count:m{*}", "avg:m{*} + 1"],
+)
+def test_legacy_entry_point_refuses_the_rich_language(text: str) -> None:
+    parse(text)  # valid in the full language
+    with pytest.raises(QuerySyntaxError, match="full evaluator"):
+        parse_query(text)
+
+
+def test_ast_positions_point_into_the_text() -> None:
+    text = "abs(sum:m{env:a OR host:web-*} by {host}) / 2"
+    e = parse(text)
+    assert isinstance(e, ast.BinOp) and text[e.pos] == "/"
+    assert isinstance(e.left, ast.Call) and e.left.pos == 0
+    q = e.left.arg
+    assert isinstance(q, ast.MetricQuery) and text[q.pos :].startswith("sum:m")
+    assert isinstance(q.filter, ast.Or)
+    tag, wild = q.filter.args
+    assert text[tag.pos :].startswith("env:a") and text[wild.pos :].startswith("host:web-*")
+
+
+def test_filter_compiles_to_lists_or_the_contract_tree() -> None:
+    def compiled(scope: str) -> Resolution:
+        q = parse(f"avg:m{{{scope}}}")
+        assert isinstance(q, ast.MetricQuery)
+        return compile_filter(q.filter)
+
+    assert compiled("*") == Resolution()
+    assert compiled("env:a,!host:b") == Resolution(("env:a",), ("host:b",))
+    assert compiled("env:a AND NOT host:b") == Resolution(("env:a",), ("host:b",))
+    assert compiled("env:a OR NOT role:web-*").tree == {
+        "op": "or",
+        "args": [
+            {"op": "tag", "tag": "env:a"},
+            {"op": "not", "arg": {"op": "wildcard", "pattern": "role:web-*"}},
+        ],
+    }
+    assert compiled("env NOT IN (a, b)").tree == {
+        "op": "not",
+        "arg": {"op": "or", "args": [{"op": "tag", "tag": "env:a"}, {"op": "tag", "tag": "env:b"}]},
+    }
+    assert compiled("env IN (A)").tree == {"op": "tag", "tag": "env:a"}
+    assert compiled("!env:*").tree == {"op": "not", "arg": {"op": "wildcard", "pattern": "env:*"}}
+
+
+def test_wildcards_are_normalised_like_tags() -> None:
+    q = parse("avg:m{Env:Web-*,host:Web-*,role:a%b*}")
+    assert isinstance(q, ast.MetricQuery) and isinstance(q.filter, ast.And)
+    assert [f.pattern for f in q.filter.args if isinstance(f, ast.Wildcard)] == [
+        "env:web-*",
+        "host:Web-*",
+        "role:a_b*",
+    ]
+
+
+def test_limits_on_nesting_and_size() -> None:
+    deep = "avg:m{" + "(" * 40 + "a" + ")" * 40 + "}"
+    with pytest.raises(QuerySyntaxError, match="nested deeper than 32"):
+        parse(deep)
+    wide = "avg:m{" + " OR ".join(f"t{i}" for i in range(1001)) + "}"
+    with pytest.raises(QuerySyntaxError, match="more than 1000 filters"):
+        parse(wide)
 
 
 def test_metric_name_too_long() -> None:

@@ -41,7 +41,8 @@ def test_postings_keys_sort_by_bucket_within_a_tag() -> None:
     assert ks == sorted(ks)
     assert [inv.bucket_of(k) for k in ks] == [0, 3600, 7200, 36000]
     # The all-series entry has its own prefix, distinct from any real tag.
-    assert inv.postings_prefix("o", "m", inv.ALL_SERIES) == b"Po\x00m\x00\x00"
+    # Layout 2 (ordinal postings) uses B; layout 1 used P.
+    assert inv.postings_prefix("o", "m", inv.ALL_SERIES) == b"Bo\x00m\x00\x00"
 
 
 def test_identity_round_trips_and_compares_by_series() -> None:
