@@ -8,8 +8,9 @@ import httpx
 import uvicorn
 
 from query.app import create_app
+from query.cache import CachedHttpStoreClient, SegmentCache, stats_router
 from query.settings import QuerySettings
-from query.stores_client import HttpStoreClient, RegistryView, StoreUnavailable
+from query.stores_client import RegistryView, StoreUnavailable
 from strata.keys import KeyStore
 from strata.registry import Registry
 
@@ -22,7 +23,23 @@ def main() -> None:
     topics.update({kind: settings.topic_series for kind in ("tags", "inverted")})
     view = RegistryView(registry, settings.registry_cache_seconds, topics=topics)
     http = httpx.Client(timeout=settings.store_timeout_seconds)
-    client = HttpStoreClient(view, http, coverage_margin_seconds=settings.coverage_margin_seconds)
+    cache = (
+        SegmentCache.from_url(
+            settings.cache_url,
+            timeout_seconds=settings.cache_timeout_seconds,
+            settle_seconds=settings.cache_settle_seconds,
+            ttl_seconds=settings.cache_ttl_seconds,
+            retry_seconds=settings.cache_retry_seconds,
+        )
+        if settings.cache_enabled
+        else None
+    )
+    client = CachedHttpStoreClient(
+        view,
+        http,
+        coverage_margin_seconds=settings.coverage_margin_seconds,
+        segment_cache=cache,
+    )
     try:
         # Seed the remembered tier histories from whatever is registered now, so a tier
         # restarting right after this process starts is not taken for "no history".
@@ -30,6 +47,7 @@ def main() -> None:
     except StoreUnavailable as exc:
         logging.getLogger(__name__).warning("tier coverage not seeded: %s", exc)
     app = create_app(settings, client, KeyStore(settings.keys_path))
+    app.include_router(stats_router(cache))
     try:
         uvicorn.run(
             app,
@@ -43,6 +61,8 @@ def main() -> None:
     finally:
         http.close()
         registry.close()
+        if cache is not None:
+            cache.close()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from query.params import BadParameter, parse_range, parse_timestamp, required
 from query.plan import TooManySeries
 from query.responses import TIERS_HEADER, error_body, metrics_list_response
 from query.routes_explore import explore_router
+from query.routes_v2 import v2_router
 from query.segments import Uncovered
 from query.settings import QuerySettings
 from query.stores_client import StoreClient, StoreReplyError, StoreUnavailable
@@ -128,4 +129,5 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
         return metrics_list_response(start, names)
 
     app.include_router(explore_router(client, keys))
+    app.include_router(v2_router(settings, client, keys))
     return app

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from query import ast
+from query.cache import read_segment, scope_key
 from query.filters import ScopeTooComplex, compile_filter
 from query.functions import Floats, Frame, apply_unary, moving, top
 from query.interval import choose_interval
@@ -88,11 +89,20 @@ def make_grid(start: int, end: int, interval: int) -> npt.NDArray[np.int64]:
 
 
 def read_rollups(
-    client: StoreClient, org: str, metric: str, sids: Sids, start: int, end: int, interval: int
+    client: StoreClient,
+    org: str,
+    metric: str,
+    sids: Sids,
+    start: int,
+    end: int,
+    interval: int,
+    *,
+    scope: str | None = None,
 ) -> tuple[Rollups, tuple[str, ...]]:
     """Rollups per (sid, ``interval`` bucket) over [start, end] across the tiers, with the
     same planning and fallback as :func:`query.stitch.read_stitched` (which only keeps
-    the average; here every rollup method needs count/sum/min/max)."""
+    the average; here every rollup method needs count/sum/min/max). Segments are read
+    through the client's result cache, if any, under ``scope`` (:mod:`query.cache`)."""
     resolution = resolution_for(interval)
     partition, sources = client.tier_sources(org, metric)
     failed: dict[str, str] = {}
@@ -106,9 +116,7 @@ def read_rollups(
             if seg in fetched:
                 continue
             try:
-                fetched[seg] = client.read_tier(
-                    seg.source, sids, seg.start, seg.end, seg.resolution
-                )
+                fetched[seg] = read_segment(client, org, metric, scope, seg, sids)
             except FALLBACK_ERRORS as exc:
                 log.warning("%s read failed, falling back: %s", seg.source.tier, exc)
                 failed[seg.source.tier] = str(exc)
@@ -260,7 +268,9 @@ def eval_query(q: ast.MetricQuery, ctx: Context, shift: int) -> Frame:
     tags = ctx.client.lookup(ctx.org, q.metric, sids) if q.group_by else {}
     membership, labels = group_membership(sids, tags, q.group_by)
 
-    rolled, tiers = read_rollups(ctx.client, ctx.org, q.metric, sids, start, end, ctx.interval)
+    rolled, tiers = read_rollups(
+        ctx.client, ctx.org, q.metric, sids, start, end, ctx.interval, scope=scope_key(res)
+    )
     ctx.tiers.update(tiers)
     per_series = np.full((sids.size, n), np.nan)
     row = np.searchsorted(sids, rolled.sid)

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from query.aggregate import Rolled, time_rollup
+from query.cache import read_segment
 from query.segments import Segment, plan_segments, tiers_used
 from query.stores_client import (
     PointColumns,
@@ -114,9 +115,8 @@ def read_stitched(
             if seg in fetched:
                 continue
             try:
-                fetched[seg] = client.read_tier(
-                    seg.source, sids, seg.start, seg.end, seg.resolution
-                )
+                # Through the client's result cache, if any (query/cache.py).
+                fetched[seg] = read_segment(client, org, metric, None, seg, sids)
             except FALLBACK_ERRORS as exc:
                 log.warning("%s read failed, falling back: %s", seg.source.tier, exc)
                 failed[seg.source.tier] = str(exc)
