@@ -2,66 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import numpy as np
-import pyarrow as pa
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from stores.archive.objectstore import ObjectStoreError
-from stores.archive.parquet_io import rollups_arrays
-from stores.archive.reader import ArchiveReader, Columns, ReadRaced
+from stores.archive.reader import ArchiveReader, ReadRaced
 from stores.runtime.http import BadRequest, make_app
 from stores.runtime.ownership import Ownership
+from stores.runtime.pointread import ARROW_STREAM, ReadRequest, raw_stream, rollup_stream
 from strata.model import SID_DTYPE
-from strata.rollup import RESOLUTIONS, Rollups
-
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-U64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
-# |ts| < 2**62: far beyond any real time, and bucket arithmetic (rounding to a step,
-# bucket end = start + step - 1) can never leave int64.
-TS_LIMIT = 2**62
-Timestamp = Annotated[int, Field(gt=-TS_LIMIT, lt=TS_LIMIT)]
-RAW_SCHEMA = pa.schema([("sid", pa.uint64()), ("ts", pa.int64()), ("value", pa.float64())])
-ROLLUP_SCHEMA = pa.schema(
-    [
-        ("sid", pa.uint64()),
-        ("ts", pa.int64()),
-        ("count", pa.int64()),
-        ("sum", pa.float64()),
-        ("min", pa.float64()),
-        ("max", pa.float64()),
-        ("last", pa.float64()),
-        ("last_ts", pa.int64()),
-    ]
-)
-
-
-class ReadRequest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
-
-    sids: list[U64]
-    from_: Timestamp = Field(alias="from")
-    to: Timestamp
-    resolution: Literal["raw", "1m", "1h"] = "raw"
-
-
-def _stream(schema: pa.Schema, arrays: list[pa.Array]) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_batch(pa.record_batch(arrays, schema=schema))
-    return bytes(sink.getvalue().to_pybytes())
-
-
-def raw_stream(cols: Columns) -> bytes:
-    return _stream(RAW_SCHEMA, [pa.array(c) for c in cols])
-
-
-def rollup_stream(r: Rollups) -> bytes:
-    return _stream(ROLLUP_SCHEMA, rollups_arrays(r))
+from strata.rollup import RESOLUTIONS
 
 
 def create_app(reader: ArchiveReader, ownership: Ownership, kind: str = "archive") -> FastAPI:

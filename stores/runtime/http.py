@@ -29,7 +29,7 @@ def make_app(kind: str, partitions: Callable[[], list[int]]) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg', '')}"
             for e in exc.errors()
         ]
         return JSONResponse({"errors": problems}, status_code=400)

@@ -176,10 +176,10 @@ def test_coverage_starts_where_each_partition_is_complete(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"sids": [1], "from": -(2**62), "to": 1}, "'from'"),
-        ({"sids": [1], "from": 0, "to": 2**62}, "'to'"),
-        ({"sids": [1], "from": 0, "to": 2**64, "resolution": "1h"}, "'to'"),
-        ({"sids": [1], "from": -(2**70), "to": 0, "resolution": "1m"}, "'from'"),
+        ({"sids": [1], "from": -(2**62), "to": 1}, "from: "),
+        ({"sids": [1], "from": 0, "to": 2**62}, "to: "),
+        ({"sids": [1], "from": 0, "to": 2**64, "resolution": "1h"}, "to: "),
+        ({"sids": [1], "from": -(2**70), "to": 0, "resolution": "1m"}, "from: "),
     ],
 )
 def test_read_api_rejects_times_out_of_range(

@@ -128,9 +128,9 @@ def test_unaligned_range_keeps_buckets_starting_inside(client: TestClient) -> No
         ({"sids": [1], "from": 0, "to": 1, "resolution": 60}, "resolution"),
         ({"sids": [-1], "from": 0, "to": 1}, "sids"),
         ({"sids": [1], "from": 2, "to": 1, "resolution": "1h"}, "'from' (2) is after 'to' (1)"),
-        ({"sids": [1], "from": 2**63, "to": 2**64}, "'from'"),
-        ({"sids": [1], "from": 0, "to": 2**62, "resolution": "1m"}, "'to'"),
-        ({"sids": [1], "from": -(2**62), "to": 0, "resolution": "1h"}, "'from'"),
+        ({"sids": [1], "from": 2**63, "to": 2**64}, "from: "),
+        ({"sids": [1], "from": 0, "to": 2**62, "resolution": "1m"}, "to: "),
+        ({"sids": [1], "from": -(2**62), "to": 0, "resolution": "1h"}, "from: "),
     ],
 )
 def test_bad_bodies_are_400_naming_the_field(
