@@ -13,7 +13,6 @@ The numeric work is numpy over whole matrices; loops run per series/group/segmen
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,19 +21,16 @@ import numpy as np
 import numpy.typing as npt
 
 from query import ast
-from query.cache import read_segment, scope_key
+from query.cache import scope_key
 from query.filters import ScopeTooComplex, compile_filter
 from query.functions import Floats, Frame, apply_unary, moving, top
 from query.interval import choose_interval
 from query.language import QuerySyntaxError
 from query.plan import TooManySeries, group_membership
 from query.printer import filter_text, query_text, to_text
-from query.segments import Segment, plan_segments, tiers_used
-from query.stitch import FALLBACK_ERRORS, _points, _rollups
-from query.stores_client import PointColumns, Sids, StoreClient
-from strata.rollup import Rollups, merge, resolution_for, rollup
-
-log = logging.getLogger(__name__)
+from query.stitch import stitched_rollups
+from query.stores_client import StoreClient
+from strata.rollup import Rollups
 
 DEFAULT_FILL_LIMIT = 300
 _OLDEST_FIRST = ("archive", "rocks", "ram")
@@ -86,54 +82,6 @@ def make_grid(start: int, end: int, interval: int) -> npt.NDArray[np.int64]:
 
 
 # -- reading points ---------------------------------------------------------------------------
-
-
-def read_rollups(
-    client: StoreClient,
-    org: str,
-    metric: str,
-    sids: Sids,
-    start: int,
-    end: int,
-    interval: int,
-    *,
-    scope: str | None = None,
-) -> tuple[Rollups, tuple[str, ...]]:
-    """Rollups per (sid, ``interval`` bucket) over [start, end] across the tiers, with the
-    same planning and fallback as :func:`query.stitch.read_stitched` (which only keeps
-    the average; here every rollup method needs count/sum/min/max). Segments are read
-    through the client's result cache, if any, under ``scope`` (:mod:`query.cache`)."""
-    resolution = resolution_for(interval)
-    partition, sources = client.tier_sources(org, metric)
-    failed: dict[str, str] = {}
-    fetched: dict[Segment, PointColumns | Rollups] = {}
-    while True:
-        segments = plan_segments(
-            start, end, resolution, sources, partition=partition, failed=failed
-        )
-        retry = False
-        for seg in segments:
-            if seg in fetched:
-                continue
-            try:
-                fetched[seg] = read_segment(client, org, metric, scope, seg, sids)
-            except FALLBACK_ERRORS as exc:
-                log.warning("%s read failed, falling back: %s", seg.source.tier, exc)
-                failed[seg.source.tier] = str(exc)
-                retry = True
-                break
-        if not retry:
-            break
-    if resolution == "raw":
-        parts = [_points(sids, seg, fetched[seg]) for seg in segments]
-        if not parts:
-            return Rollups.empty(), ()
-        sid = np.concatenate([p.sid for p in parts])
-        ts = np.concatenate([p.ts for p in parts])
-        value = np.concatenate([p.value for p in parts])
-        return rollup(sid, ts, value, interval), tiers_used(segments)
-    merged = merge([_rollups(sids, seg, fetched[seg], interval) for seg in segments], interval)
-    return merged, tiers_used(segments)
 
 
 # -- one metric query ---------------------------------------------------------------------------
@@ -268,7 +216,7 @@ def eval_query(q: ast.MetricQuery, ctx: Context, shift: int) -> Frame:
     tags = ctx.client.lookup(ctx.org, q.metric, sids) if q.group_by else {}
     membership, labels = group_membership(sids, tags, q.group_by)
 
-    rolled, tiers = read_rollups(
+    rolled, tiers = stitched_rollups(
         ctx.client, ctx.org, q.metric, sids, start, end, ctx.interval, scope=scope_key(res)
     )
     ctx.tiers.update(tiers)

@@ -87,6 +87,71 @@ def _rollups(sids: Sids, seg: Segment, data: PointColumns | Rollups, interval: i
     )
 
 
+def fetch_segments(
+    client: StoreClient,
+    org: str,
+    metric: str,
+    sids: Sids,
+    start: int,
+    end: int,
+    resolution: str,
+    scope: str | None = None,
+) -> tuple[list[Segment], dict[Segment, PointColumns | Rollups]]:
+    """Plan [start, end] over the tiers and read every segment, re-planning without a tier
+    whose read fails (connection error or 5xx) so the next covering tier serves it. Reads
+    go through the client's result cache, if any, under ``scope`` (query/cache.py).
+
+    Raises :class:`query.segments.Uncovered` when no tier is left for some part.
+    """
+    partition, sources = client.tier_sources(org, metric)
+    failed: dict[str, str] = {}
+    fetched: dict[Segment, PointColumns | Rollups] = {}
+    while True:
+        segments = plan_segments(
+            start, end, resolution, sources, partition=partition, failed=failed
+        )
+        retry = False
+        for seg in segments:
+            if seg in fetched:
+                continue
+            try:
+                fetched[seg] = read_segment(client, org, metric, scope, seg, sids)
+            except FALLBACK_ERRORS as exc:
+                log.warning("%s read failed, falling back: %s", seg.source.tier, exc)
+                failed[seg.source.tier] = str(exc)
+                retry = True
+                break
+        if not retry:
+            return segments, fetched
+
+
+def stitched_rollups(
+    client: StoreClient,
+    org: str,
+    metric: str,
+    sids: Sids,
+    start: int,
+    end: int,
+    interval: int,
+    *,
+    scope: str | None = None,
+) -> tuple[Rollups, tuple[str, ...]]:
+    """Rollups per (sid, ``interval`` bucket) over [start, end] across the tiers (count,
+    sum, min, max, last: what every rollup method needs), and the tiers that served them."""
+    resolution = resolution_for(interval)
+    segments, fetched = fetch_segments(client, org, metric, sids, start, end, resolution, scope)
+    if resolution == "raw":
+        parts = [_points(sids, seg, fetched[seg]) for seg in segments]
+        if not parts:
+            return Rollups.empty(), ()
+        sid = np.concatenate([p.sid for p in parts])
+        ts = np.concatenate([p.ts for p in parts])
+        value = np.concatenate([p.value for p in parts])
+        return rollup(sid, ts, value, interval), tiers_used(segments)
+    merged = merge([_rollups(sids, seg, fetched[seg], interval) for seg in segments], interval)
+    return merged, tiers_used(segments)
+
+
 def read_stitched(
     client: StoreClient,
     org: str,
@@ -103,28 +168,7 @@ def read_stitched(
     the client raises (``StoreReplyError``).
     """
     resolution = resolution_for(interval)
-    partition, sources = client.tier_sources(org, metric)
-    failed: dict[str, str] = {}
-    fetched: dict[Segment, PointColumns | Rollups] = {}
-    while True:
-        segments = plan_segments(
-            start, end, resolution, sources, partition=partition, failed=failed
-        )
-        retry = False
-        for seg in segments:
-            if seg in fetched:
-                continue
-            try:
-                # Through the client's result cache, if any (query/cache.py).
-                fetched[seg] = read_segment(client, org, metric, None, seg, sids)
-            except FALLBACK_ERRORS as exc:
-                log.warning("%s read failed, falling back: %s", seg.source.tier, exc)
-                failed[seg.source.tier] = str(exc)
-                retry = True
-                break
-        if not retry:
-            break
-
+    segments, fetched = fetch_segments(client, org, metric, sids, start, end, resolution)
     if resolution == "raw":
         parts = [_points(sids, seg, fetched[seg]) for seg in segments]
         sid = np.concatenate([p.sid for p in parts]) if parts else np.empty(0, np.uint64)
