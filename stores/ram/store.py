@@ -117,7 +117,7 @@ class RamStore(Store[PointBatch]):
             for part in self._parts.values():
                 part.evict(oldest)
 
-    def read(self, sids: Sids, start: int, end: int) -> Columns:
+    def read_raw(self, sids: Sids, start: int, end: int) -> Columns:
         """Points of ``sids`` in ``[start, end]`` (clamped to the window), sorted by
         (sid, ts), duplicates resolved."""
         wanted = np.unique(sids)
@@ -136,7 +136,7 @@ class RamStore(Store[PointBatch]):
         lo, hi = rollup_span(start, end, step)
         if lo > hi:
             return Rollups.empty()
-        sid, ts, value = self.read(sids, lo, hi)
+        sid, ts, value = self.read_raw(sids, lo, hi)
         return rollup(sid, ts, value, step)
 
     def rows(self) -> int:

@@ -4,14 +4,17 @@ RAM, rocks and archive stores cannot drift apart."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from strata.rollup import Rollups
+from stores.runtime.http import check_range
+from strata.model import SID_DTYPE
+from strata.rollup import RESOLUTIONS, Rollups
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 U64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
@@ -65,3 +68,32 @@ def rollup_stream(r: Rollups) -> bytes:
     return _stream(
         ROLLUP_SCHEMA, [r.sid, r.bucket, r.count, r.sum, r.min, r.max, r.last, r.last_ts]
     )
+
+
+Sids = npt.NDArray[np.uint64]
+
+
+class PointTier(Protocol):
+    """What a point tier's store offers the read API."""
+
+    kind: str
+
+    def read_raw(self, sids: Sids, start: int, end: int) -> RawColumns: ...
+
+    def read_rollups(self, sids: Sids, start: int, end: int, step: int) -> Rollups: ...
+
+
+def add_point_read(app: FastAPI, store: PointTier) -> None:
+    """Mount ``POST /v1/points/read`` for a store that answers reads directly (RAM, rocks;
+    the archive adds object-store failure handling of its own)."""
+
+    @app.post("/v1/points/read")
+    def read(req: ReadRequest) -> Response:
+        check_range(req.from_, req.to)
+        sids = np.array(req.sids, dtype=SID_DTYPE)
+        if req.resolution == "raw":
+            body = raw_stream(store.read_raw(sids, req.from_, req.to))
+        else:
+            step = RESOLUTIONS[req.resolution]
+            body = rollup_stream(store.read_rollups(sids, req.from_, req.to, step))
+        return Response(body, media_type=ARROW_STREAM)

@@ -125,7 +125,7 @@ def test_ram_store_window_coverage_and_revoke() -> None:
     store.apply(
         [record(0, 0, [1, 1], [NOW - 4000, NOW - 10], [1.0, 2.0]), record(1, 0, [2], [NOW], [5.0])]
     )
-    assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (2, NOW): 5.0}
+    assert as_dict(store.read_raw(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (2, NOW): 5.0}
     # Still replaying (nothing appended after the assignment seen, no end reached yet).
     assert store.coverage([0, 1], NOW) == {}
     assert store.replaying() == [0, 1]
@@ -136,13 +136,13 @@ def test_ram_store_window_coverage_and_revoke() -> None:
     store.caught_up(1, 1)  # the consumer reached partition 1's end
     assert store.coverage([0, 1], NOW) == {0: [NOW - 3600, NOW], 1: [NOW - 3600, NOW]}
     store.revoked([1])
-    assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (1, NOW): 3.0}
+    assert as_dict(store.read_raw(ALL, 0, NOW)) == {(1, NOW - 10): 2.0, (1, NOW): 3.0}
     assert store.coverage([0], NOW) == {0: [NOW - 3600, NOW]}
     # Time passes: the window moves and old blocks go.
     clock.now = NOW + 3600 + BLOCK_SECONDS
     store.idle()
     assert store.rows() == 0
-    assert store.read(ALL, 5, 1).__len__() == 3 and store.read(ALL, 5, 1)[0].size == 0
+    assert store.read_raw(ALL, 5, 1).__len__() == 3 and store.read_raw(ALL, 5, 1)[0].size == 0
 
 
 def test_read_clamps_to_the_window() -> None:
@@ -150,7 +150,7 @@ def test_read_clamps_to_the_window() -> None:
     store = RamStore("points", 600, clock=clock)
     store.apply([record(0, 0, [1, 1], [NOW - 500, NOW - 100], [1.0, 2.0])])
     clock.now = NOW + 200  # NOW - 500 is now outside the window, though its block remains
-    assert as_dict(store.read(ALL, 0, NOW)) == {(1, NOW - 100): 2.0}
+    assert as_dict(store.read_raw(ALL, 0, NOW)) == {(1, NOW - 100): 2.0}
 
 
 @pytest.mark.parametrize("start,end", [(NOW, NOW), (NOW - 1, NOW + BLOCK_SECONDS)])
