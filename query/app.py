@@ -10,6 +10,7 @@ in its thread pool. Query answers name the point tiers that served them in the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -17,8 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from query.evaluate import evaluate, v1_body
-from query.language import QuerySyntaxError, parse
+from query.evaluate import evaluate_all, v1_body
+from query.fanout import WARNINGS_HEADER, BudgetExceeded, request_scope, warnings
+from query.language import QuerySyntaxError, parse_list
 from query.params import BadParameter, parse_range, parse_timestamp, required
 from query.plan import TooManySeries
 from query.responses import TIERS_HEADER, error_body, metrics_list_response
@@ -52,6 +54,13 @@ def authenticate(request: Request, keys: KeyStore) -> str:
     return org
 
 
+def header_value(messages: list[str], limit: int = 2000) -> str:
+    """Warnings as one HTTP header value: printable ASCII, '; '-joined, bounded."""
+    text = "; ".join(messages)
+    text = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> FastAPI:
     app = FastAPI(title="Strata query", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -83,6 +92,10 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
         retry = {"Retry-After": str(settings.retry_after_seconds)}
         return error(503, f"store unavailable: {exc}", retry)
 
+    @app.exception_handler(BudgetExceeded)
+    async def _budget(_: Request, exc: Exception) -> JSONResponse:
+        return error(504, f"query timed out: {exc}")
+
     @app.exception_handler(StoreReplyError)
     async def _bad_gateway(_: Request, exc: Exception) -> JSONResponse:
         return error(502, f"store error: {exc}")
@@ -91,6 +104,18 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
     async def _http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         return error(exc.status_code, str(exc.detail))
+
+    @app.middleware("http")
+    async def _scope(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Every request gets a time budget and a warning list (query/fanout.py); the sync
+        # handlers run in the thread pool with a copy of this context, so they share both.
+        with request_scope(settings.query_budget_seconds) as scope:
+            response = await call_next(request)
+            if scope.warnings:
+                response.headers[WARNINGS_HEADER] = header_value(scope.warnings)
+            return response
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -102,9 +127,8 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
         params = request.query_params
         start, end = parse_range(params.get("from"), params.get("to"))
         text = required("query", params.get("query"))
-        parsed = parse(text)
-        result = evaluate(
-            parsed,
+        result = evaluate_all(
+            parse_list(text),
             org,
             start,
             end,
@@ -114,7 +138,7 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
         )
         if result.tiers:
             response.headers[TIERS_HEADER] = ",".join(result.tiers)
-        return v1_body(result, text)
+        return v1_body(result, text, warnings())
 
     @app.get("/api/v1/metrics")
     def metrics(request: Request) -> dict[str, Any]:

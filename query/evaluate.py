@@ -13,6 +13,7 @@ The numeric work is numpy over whole matrices; loops run per series/group/segmen
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +23,16 @@ import numpy.typing as npt
 
 from query import ast
 from query.cache import scope_key
+from query.fanout import parallel, warn
 from query.filters import ScopeTooComplex, compile_filter
 from query.functions import Floats, Frame, apply_unary, moving, top
 from query.interval import choose_interval
 from query.language import QuerySyntaxError
 from query.plan import TooManySeries, group_membership
 from query.printer import filter_text, query_text, to_text
+from query.segments import Uncovered
 from query.stitch import stitched_rollups
-from query.stores_client import StoreClient
+from query.stores_client import StoreClient, StoreUnavailable
 from strata.rollup import Rollups
 
 DEFAULT_FILL_LIMIT = 300
@@ -48,6 +51,15 @@ class Context:
     start: int
     end: int
     tiers: set[str] = field(default_factory=set)
+    # (id of a MetricQuery node, time shift) -> its frame, or why it could not be read;
+    # filled in parallel by :func:`prefetch` before the expression is combined.
+    leaves: dict[tuple[int, int], Frame | Exception] = field(default_factory=dict)
+
+
+# What makes one query of a request unanswerable right now while others may still be
+# answered: the partial answer then names it (query/fanout.py). Anything else (bad query,
+# too many series, a store breaking the contract, the time budget) fails the request.
+PARTIAL_ERRORS = (StoreUnavailable, Uncovered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +248,7 @@ def eval_query(q: ast.MetricQuery, ctx: Context, shift: int) -> Frame:
 # -- expressions ---------------------------------------------------------------------------
 
 
-def _binary(op: str, a: Floats | float, b: Floats | float) -> Floats:
+def binary(op: str, a: Floats | float, b: Floats | float) -> Floats:
     with np.errstate(all="ignore"):
         if op == "+":
             out = np.add(a, b)
@@ -264,22 +276,52 @@ def align(left: Frame, right: Frame) -> tuple[list[tuple[str, ...]], Floats, Flo
     return [left.tag_sets[i] for i in li.tolist()], left.values[li], right.values[ri]
 
 
+def leaves(e: ast.Expr, interval: int, shift: int = 0) -> list[tuple[ast.MetricQuery, int]]:
+    """Every metric query of ``e`` with the time shift it is read at (timeshift nests)."""
+    if isinstance(e, ast.Number):
+        return []
+    if isinstance(e, ast.MetricQuery):
+        return [(e, shift)]
+    if isinstance(e, ast.BinOp):
+        return leaves(e.left, interval, shift) + leaves(e.right, interval, shift)
+    if e.name == "timeshift":
+        seconds = int(e.params[0])
+        return leaves(e.arg, interval, shift + seconds - seconds % interval)
+    return leaves(e.arg, interval, shift)
+
+
+def prefetch(exprs: list[ast.Expr], ctx: Context) -> None:
+    """Evaluate every metric query of ``exprs`` in parallel (each reads its own metric's
+    owners: independent store calls) into ``ctx.leaves``; failures are kept per leaf."""
+    todo = {(id(q), shift): (q, shift) for e in exprs for q, shift in leaves(e, ctx.interval)}
+    results = parallel([functools.partial(eval_query, q, ctx, shift) for q, shift in todo.values()])
+    for key, result in zip(todo, results, strict=True):
+        if isinstance(result, Exception) and not isinstance(result, PARTIAL_ERRORS):
+            raise result
+        ctx.leaves[key] = result
+
+
 def _eval(e: ast.Expr, ctx: Context, shift: int) -> Frame | float:
     if isinstance(e, ast.Number):
         return e.value
     if isinstance(e, ast.MetricQuery):
-        return eval_query(e, ctx, shift)
+        got = ctx.leaves.get((id(e), shift))
+        if got is None:
+            return eval_query(e, ctx, shift)
+        if isinstance(got, Exception):
+            raise got
+        return got
     if isinstance(e, ast.BinOp):
         a, b = _eval(e.left, ctx, shift), _eval(e.right, ctx, shift)
         if isinstance(a, float) and isinstance(b, float):
-            return float(_binary(e.op, np.array([a]), np.array([b]))[0])
+            return float(binary(e.op, np.array([a]), np.array([b]))[0])
         if isinstance(a, float):
             assert isinstance(b, Frame)
-            return Frame(b.tag_sets, _binary(e.op, a, b.values))
+            return Frame(b.tag_sets, binary(e.op, a, b.values))
         if isinstance(b, float):
-            return Frame(a.tag_sets, _binary(e.op, a.values, b))
+            return Frame(a.tag_sets, binary(e.op, a.values, b))
         tag_sets, lv, rv = align(a, b)
-        return Frame(tag_sets, _binary(e.op, lv, rv))
+        return Frame(tag_sets, binary(e.op, lv, rv))
     if e.name == "timeshift":
         seconds = int(e.params[0])
         # Whole buckets only, so shifted buckets land on the grid.
@@ -302,6 +344,66 @@ def _frame_arg(call: ast.Call, value: Frame | float) -> Frame:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluations:
+    """Several expressions evaluated on one grid; ``frames[i]`` is None when expression i
+    could not be answered (the reason is a warning of the request, query/fanout.py)."""
+
+    exprs: list[ast.Expr]
+    start: int
+    end: int
+    interval: int
+    grid: npt.NDArray[np.int64]
+    frames: list[Frame | None]
+    tiers: tuple[str, ...]
+
+
+def evaluate_all(
+    exprs: list[ast.Expr],
+    org: str,
+    start: int,
+    end: int,
+    client: StoreClient,
+    *,
+    max_points: int,
+    max_series: int,
+    interval_hint: int | None = None,
+) -> Evaluations:
+    """Evaluate ``exprs`` for ``org`` over [start, end] (inclusive Unix seconds) on one grid
+    (the coarsest interval any of them needs, or ``interval_hint`` when coarser); their
+    metric queries are read in parallel.
+
+    An expression whose stores cannot answer now (:data:`PARTIAL_ERRORS`) gets a None frame
+    and a warning naming it, so the others are still answered; when every expression fails
+    that way, the first error is raised (503). Raises :class:`QuerySyntaxError` for an
+    expression without any metric query, :class:`TooManySeries` and other client errors.
+    """
+    for e in exprs:
+        if not ast.metric_queries(e):
+            raise QuerySyntaxError("the expression needs at least one metric query", e.pos)
+    needed = [expression_interval(e, start, end, max_points) for e in exprs]
+    interval = max([*needed, interval_hint or 1])
+    grid = make_grid(start, end, interval)
+    ctx = Context(org, client, grid, interval, max_series, start, end)
+    prefetch(exprs, ctx)
+    frames: list[Frame | None] = []
+    errors: list[Exception] = []
+    for e in exprs:
+        try:
+            out = _eval(e, ctx, 0)
+        except PARTIAL_ERRORS as exc:
+            errors.append(exc)
+            frames.append(None)
+            warn(f"partial answer: {to_text(e)!r} could not be answered: {exc}")
+            continue
+        assert isinstance(out, Frame)
+        frames.append(out)
+    if errors and len(errors) == len(exprs):
+        raise errors[0]
+    tiers = tuple(t for t in _OLDEST_FIRST if t in ctx.tiers)
+    return Evaluations(exprs, start, end, interval, grid, frames, tiers)
+
+
 def evaluate(
     expr: ast.Expr,
     org: str,
@@ -312,20 +414,14 @@ def evaluate(
     max_points: int,
     max_series: int,
 ) -> Evaluation:
-    """Evaluate ``expr`` for ``org`` over [start, end] (inclusive Unix seconds).
-
-    Raises :class:`QuerySyntaxError` for an expression without any metric query,
-    :class:`TooManySeries`, :class:`query.segments.Uncovered` and what the client raises.
-    """
-    if not ast.metric_queries(expr):
-        raise QuerySyntaxError("the expression needs at least one metric query", expr.pos)
-    interval = expression_interval(expr, start, end, max_points)
-    grid = make_grid(start, end, interval)
-    ctx = Context(org, client, grid, interval, max_series, start, end)
-    out = _eval(expr, ctx, 0)
-    assert isinstance(out, Frame)
-    tiers = tuple(t for t in _OLDEST_FIRST if t in ctx.tiers)
-    return Evaluation(expr, start, end, interval, grid, out, tiers)
+    """Evaluate one expression; raises what :func:`evaluate_all` raises (a store that cannot
+    answer it raises: one expression has no partial answer)."""
+    out = evaluate_all(
+        [expr], org, start, end, client, max_points=max_points, max_series=max_series
+    )
+    frame = out.frames[0]
+    assert frame is not None  # a failing single expression raised
+    return Evaluation(expr, start, end, out.interval, out.grid, frame, out.tiers)
 
 
 # -- the v1 response ----------------------------------------------------------------------------
@@ -339,42 +435,67 @@ def _scope(q: ast.MetricQuery, tag_set: tuple[str, ...]) -> str:
     return ",".join(parts) if parts else "*"
 
 
-def v1_body(result: Evaluation, query: str) -> dict[str, Any]:
-    """``GET /api/v1/query``'s body (``MetricsQueryResponse``): one entry per output row
-    with at least one value; missing buckets are left out, ±inf is sent as null."""
-    leaves = ast.metric_queries(result.expr)
-    single = result.expr if isinstance(result.expr, ast.MetricQuery) else None
+def v1_series(
+    expr: ast.Expr,
+    frame: Frame,
+    grid: npt.NDArray[np.int64],
+    interval: int,
+    query_index: int,
+) -> list[dict[str, Any]]:
+    """The ``series`` entries of one expression: one per output row with at least one
+    value; missing buckets are left out, ±inf is sent as null."""
+    leaves = ast.metric_queries(expr)
+    single = expr if isinstance(expr, ast.MetricQuery) else None
     first = leaves[0]
     series: list[dict[str, Any]] = []
-    for tag_set, row in zip(result.frame.tag_sets, result.frame.values, strict=True):
+    for tag_set, row in zip(frame.tag_sets, frame.values, strict=True):
         present = ~np.isnan(row)
         if not present.any():
             continue
-        ts = result.grid[present]
+        ts = grid[present]
         pointlist = [
             [float(t * 1000), v if np.isfinite(v) else None]
             for t, v in zip(ts.tolist(), row[present].tolist(), strict=True)
         ]
         scope = _scope(single, tag_set) if single is not None else ",".join(tag_set) or "*"
-        expression = query_text(single, scope=scope) if single is not None else to_text(result.expr)
+        expression = query_text(single, scope=scope) if single is not None else to_text(expr)
         series.append(
             {
                 "metric": first.metric,
-                "display_name": first.metric if single is not None else to_text(result.expr),
+                "display_name": first.metric if single is not None else to_text(expr),
                 "expression": expression,
                 "scope": scope,
                 "tag_set": list(tag_set),
                 "aggr": first.aggregator.value,
                 "pointlist": pointlist,
                 "start": int(ts[0]) * 1000,
-                "end": (int(ts[-1]) + result.interval) * 1000 - 1,
-                "interval": result.interval,
+                "end": (int(ts[-1]) + interval) * 1000 - 1,
+                "interval": interval,
                 "length": len(pointlist),
                 "unit": [None, None],
-                "query_index": 0,
+                "query_index": query_index,
                 "attributes": {},
             }
         )
+    return series
+
+
+def v1_body(
+    result: Evaluation | Evaluations, query: str, warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """``GET /api/v1/query``'s body (``MetricsQueryResponse``). Each comma-separated
+    expression's series carry its ``query_index``; an expression that could not be answered
+    has none, and ``message`` says why (a partial answer is never silent)."""
+    if isinstance(result, Evaluation):
+        exprs: list[ast.Expr] = [result.expr]
+        frames: list[Frame | None] = [result.frame]
+    else:
+        exprs, frames = result.exprs, result.frames
+    series: list[dict[str, Any]] = []
+    for index, (expr, frame) in enumerate(zip(exprs, frames, strict=True)):
+        if frame is not None:
+            series.extend(v1_series(expr, frame, result.grid, result.interval, index))
+    leaves = [q for e in exprs for q in ast.metric_queries(e)]
     return {
         "status": "ok",
         "res_type": "time_series",
@@ -384,7 +505,7 @@ def v1_body(result: Evaluation, query: str) -> dict[str, Any]:
         "to_date": result.end * 1000,
         "group_by": list(dict.fromkeys(k for q in leaves for k in q.group_by)),
         "series": series,
-        "message": "",
+        "message": "; ".join(warnings or []),
         "values": [],
         "times": [],
     }

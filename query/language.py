@@ -60,6 +60,13 @@ def parse(text: str) -> ast.Expr:
     return _Parser(text).parse()
 
 
+def parse_list(text: str) -> list[ast.Expr]:
+    """Parse comma-separated expressions, as ``GET /api/v1/query`` accepts them
+    (``avg:a{*} by {host},sum:b{*}``); positions in errors count from the start of
+    ``text``. A comma inside ``{...}`` or ``(...)`` belongs to that scope or call."""
+    return _Parser(text).parse_list()
+
+
 # -- legacy single-query form (query.plan) --------------------------------------------------
 
 
@@ -239,6 +246,19 @@ class _Parser:
         if self.peek() != "":
             raise self.fail(f"unexpected {self.describe_here()} after the end of the query")
         return expr
+
+    def parse_list(self) -> list[ast.Expr]:
+        if not self.text.strip():
+            raise self.fail("query is empty", 0)
+        exprs = [self.expr()]
+        while self.peek() == ",":
+            self.pos += 1
+            if self.peek() == "":
+                raise self.fail("expected a query after ',' but found end of query")
+            exprs.append(self.expr())
+        if self.peek() != "":
+            raise self.fail(f"unexpected {self.describe_here()} after the end of the query")
+        return exprs
 
     def expr(self) -> ast.Expr:
         left = self.term()

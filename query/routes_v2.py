@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import query.app  # authenticate; a module import, since query.app includes this router
 from query import ast
-from query.evaluate import Context, _binary, _eval, align, expression_interval, make_grid
+from query.evaluate import Evaluations, align, binary, evaluate_all
+from query.fanout import warnings
 from query.functions import SIGNATURES, Floats, Frame, apply_unary, top
 from query.language import QuerySyntaxError, parse
 from query.params import MAX_TIMESTAMP, BadParameter
@@ -45,7 +46,6 @@ from strata.keys import KeyStore
 ATTRS = "data.attributes"
 MAX_QUERIES = 50
 SCALAR_AGGREGATORS = ("avg", "mean", "min", "max", "sum", "last", "l2norm", "area")
-_OLDEST_FIRST = ("archive", "rocks", "ram")
 
 # -- request bodies (pure) --------------------------------------------------------------------
 
@@ -393,14 +393,14 @@ def combine_scalars(f: Formula, scalars: dict[str, Frame]) -> Frame | float:
     if isinstance(f, Bin):
         a, b = combine_scalars(f.left, scalars), combine_scalars(f.right, scalars)
         if isinstance(a, float) and isinstance(b, float):
-            return float(_binary(f.op, np.array([a]), np.array([b]))[0])
+            return float(binary(f.op, np.array([a]), np.array([b]))[0])
         if isinstance(a, float):
             assert isinstance(b, Frame)
-            return Frame(b.tag_sets, _binary(f.op, a, b.values))
+            return Frame(b.tag_sets, binary(f.op, a, b.values))
         if isinstance(b, float):
-            return Frame(a.tag_sets, _binary(f.op, a.values, b))
+            return Frame(a.tag_sets, binary(f.op, a.values, b))
         tag_sets, lv, rv = align(a, b)
-        return Frame(tag_sets, _binary(f.op, lv, rv))
+        return Frame(tag_sets, binary(f.op, lv, rv))
     if f.name in _NOT_SCALAR:
         raise FormulaError(f"{f.name}() works on timeseries, not on scalar queries", f.pos)
     arg = combine_scalars(f.arg, scalars)
@@ -483,46 +483,24 @@ def scalar_body(names: list[str], frames: list[Frame]) -> dict[str, Any]:
 # -- evaluation over the stores -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluated:
-    grid: Any  # bucket starts (Unix seconds)
-    interval: int
-    frames: list[Frame]
-    tiers: tuple[str, ...]
+EMPTY = Frame([], np.empty((0, 0)))
 
 
-def evaluate_shared(
-    exprs: list[ast.Expr],
-    org: str,
-    start: int,
-    end: int,
-    client: StoreClient,
-    *,
-    max_points: int,
-    max_series: int,
-    interval_hint: int | None,
-) -> Evaluated:
-    """Evaluate several expressions on one grid (the coarsest interval any of them needs, or
-    the hint when coarser), as :func:`query.evaluate.evaluate` does for one."""
-    needed = [expression_interval(e, start, end, max_points) for e in exprs]
-    interval = max([*needed, interval_hint or 1])
-    grid = make_grid(start, end, interval)
-    ctx = Context(org, client, grid, interval, max_series, start, end)
-    frames = []
-    for e in exprs:
-        out = _eval(e, ctx, 0)
-        assert isinstance(out, Frame)  # every formula names a query (parse_formula)
-        frames.append(out)
-    tiers = tuple(t for t in _OLDEST_FIRST if t in ctx.tiers)
-    return Evaluated(grid, interval, frames, tiers)
+def with_errors(body: dict[str, Any]) -> dict[str, Any]:
+    """Add the request's partial-answer warnings as the response's ``errors`` string (the
+    field both v2 response models carry), so clients see what is missing."""
+    found = warnings()
+    if found:
+        body["errors"] = "; ".join(found)
+    return body
 
 
 def v2_router(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> APIRouter:
     """The v2 query endpoints; errors go through query/app.py's exception handlers."""
     router = APIRouter()
 
-    def run(req: V2Request, exprs: list[ast.Expr], org: str, response: Response) -> Evaluated:
-        result = evaluate_shared(
+    def run(req: V2Request, exprs: list[ast.Expr], org: str, response: Response) -> Evaluations:
+        result = evaluate_all(
             exprs,
             org,
             req.start,
@@ -546,10 +524,10 @@ def v2_router(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> A
         parsed = {name: expr for name, (_, expr, _) in req.queries.items()}
         result = run(req, [to_expr(f, parsed) for f in formulas], org, response)
         frames = [
-            limit_frame(frame, spec.limit)
+            limit_frame(frame if frame is not None else EMPTY, spec.limit)
             for frame, spec in zip(result.frames, req.formulas, strict=True)
         ]
-        return timeseries_body(result.grid, frames)
+        return with_errors(timeseries_body(result.grid, frames))
 
     @router.post("/api/v2/query/scalar")
     def scalar(
@@ -562,10 +540,15 @@ def v2_router(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> A
         result = run(req, [req.queries[n][1] for n in used], org, response)
         scalars: dict[str, Frame] = {}
         for name, frame in zip(used, result.frames, strict=True):
+            if frame is None:
+                continue  # a warning names it; formulas over it have no rows
             aggregator = req.queries[name][2] or "avg"
             scalars[name] = Frame(frame.tag_sets, reduce_rows(frame.values, aggregator)[:, None])
         frames: list[Frame] = []
         for i, (f, spec) in enumerate(zip(formulas, req.formulas, strict=True)):
+            if not set(refs(f)) <= scalars.keys():
+                frames.append(EMPTY)
+                continue
             try:
                 out = combine_scalars(f, scalars)
             except FormulaError as exc:
@@ -576,6 +559,6 @@ def v2_router(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> A
                 [t for t, k in zip(out.tag_sets, keep.tolist(), strict=True) if k], out.values[keep]
             )
             frames.append(limit_frame(kept, spec.limit))
-        return scalar_body([spec.formula for spec in req.formulas], frames)
+        return with_errors(scalar_body([spec.formula for spec in req.formulas], frames))
 
     return router

@@ -24,6 +24,12 @@ class QuerySettings(CommonSettings):
     store_timeout_seconds: float = Field(
         default=10.0, gt=0, description="timeout of each request to a store's read API"
     )
+    query_budget_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="time budget of one API request: store calls are capped by what is "
+        "left and none starts after it (504)",
+    )
     registry_cache_seconds: float = Field(
         default=1.0, ge=0, description="how long discovered store instances are reused"
     )

@@ -8,6 +8,7 @@ it over HTTP, discovering instances in the Redis registry. Failures are split in
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import orjson
 import pyarrow as pa
 import redis
 
+from query.fanout import parallel, timeout_for, warn
 from query.history import TierHistory, parse_coverage
 from query.routing import NoOwner, owner
 from query.segments import TIER_ORDER, TierSource
@@ -177,6 +179,8 @@ class HttpStoreClient:
         self._margin = coverage_margin_seconds
         self._clock = clock
         self._history = history if history is not None else TierHistory()
+        read_timeout = http.timeout.read
+        self._timeout = float(read_timeout) if read_timeout is not None else 10.0
 
     def remember_coverage(self) -> None:
         """Record the coverage every registered point-tier instance advertises now (called
@@ -195,8 +199,11 @@ class HttpStoreClient:
 
     def _request(self, reg: Registration, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = reg.address.rstrip("/") + path
+        # Capped by the request's time budget (query/fanout.py): raises BudgetExceeded
+        # instead of starting a call that has no time left.
+        timeout = timeout_for(self._timeout)
         try:
-            resp = self._http.request(method, url, **kwargs)
+            resp = self._http.request(method, url, timeout=timeout, **kwargs)
         except httpx.HTTPError as exc:
             raise StoreUnavailable(
                 f"{reg.kind} store {reg.instance} at {reg.address} unreachable: {exc}"
@@ -346,14 +353,53 @@ class HttpStoreClient:
             return decode_points(raw, source=what)
         return decode_rollups(raw, source=what)
 
-    def list_metrics(self, org: str, start: int) -> list[str]:
-        instances = self._view.instances("tags")
+    def fan_out(
+        self, kind: str, path: str, params: dict[str, Any], what: str
+    ) -> list[tuple[Registration, Any]]:
+        """GET ``path`` from every instance of ``kind`` in parallel (each knows only its own
+        partitions) and return the JSON answers of those that gave one. Instances that fail,
+        and partitions no live instance owns, are recorded as warnings (query/fanout.py):
+        the caller's answer is partial, and says so. Raises :class:`StoreUnavailable` when
+        no instance answers at all."""
+        instances = self._view.instances(kind)
         if not instances:
-            raise StoreUnavailable("no tags store instance is registered (pipeline starting?)")
+            raise StoreUnavailable(f"no {kind} store instance is registered (pipeline starting?)")
+
+        def call(reg: Registration) -> Any:
+            return self._json(reg, self._request(reg, "GET", path, params=params))
+
+        results = parallel([functools.partial(call, reg) for reg in instances])
+        answers: list[tuple[Registration, Any]] = []
+        failures: list[Exception] = []
+        for reg, result in zip(instances, results, strict=True):
+            # Down or failing (5xx): the others still answer. An answer breaking the
+            # contract (bad body, 4xx) fails the request below: that is a bug, not an outage.
+            if isinstance(result, StoreUnavailable | StoreServerError):
+                failures.append(result)
+                parts = ",".join(str(p) for p in sorted(reg.partitions)) or "none"
+                warn(
+                    f"{what} is partial: {kind} store {reg.instance} (partitions {parts}) "
+                    f"did not answer: {result}"
+                )
+                continue
+            if isinstance(result, Exception):
+                raise result
+            answers.append((reg, result))
+        if not answers:
+            raise StoreUnavailable(f"no {kind} store instance answered: {failures[0]}")
+        count = max(reg.partition_count for reg in instances)
+        orphans = sorted(set(range(count)).difference(*(reg.partitions for reg in instances)))
+        if orphans:
+            warn(
+                f"{what} is partial: no live {kind} store instance owns partitions "
+                + ",".join(str(p) for p in orphans)
+            )
+        return answers
+
+    def list_metrics(self, org: str, start: int) -> list[str]:
         names: set[str] = set()
-        for reg in instances:  # each instance knows only its partitions: fan out to all
-            resp = self._request(reg, "GET", "/v1/metrics", params={"org": org, "from": start})
-            data = self._json(reg, resp)
+        answers = self.fan_out("tags", "/v1/metrics", {"org": org, "from": start}, "metric list")
+        for reg, data in answers:
             try:
                 names.update(str(m) for m in data["metrics"])
             except (KeyError, TypeError) as exc:
@@ -461,8 +507,9 @@ class HttpExploreClient:
         # Metric names are [A-Za-z0-9_.] (validated by the caller), safe in a URL path.
         path = f"/v1/metrics/{metric}/{suffix}"
         url = reg.address.rstrip("/") + path
+        timeout = timeout_for(self._base._timeout)
         try:
-            resp = self._base._http.request(method, url, **kwargs)
+            resp = self._base._http.request(method, url, timeout=timeout, **kwargs)
         except httpx.HTTPError as exc:
             raise StoreUnavailable(
                 f"tags store {reg.instance} at {reg.address} unreachable: {exc}"
@@ -479,14 +526,9 @@ class HttpExploreClient:
         return HttpStoreClient._json(reg, resp)
 
     def catalog(self, org: str, start: int, prefix: str) -> list[tuple[str, int]]:
-        instances = self._base._view.instances("tags")
-        if not instances:
-            raise StoreUnavailable("no tags store instance is registered (pipeline starting?)")
         newest: dict[str, int] = {}
-        for reg in instances:  # each instance knows only its partitions: fan out to all
-            params = {"org": org, "from": start, "prefix": prefix}
-            resp = self._base._request(reg, "GET", "/v1/catalog", params=params)
-            data = self._base._json(reg, resp)
+        params = {"org": org, "from": start, "prefix": prefix}
+        for reg, data in self._base.fan_out("tags", "/v1/catalog", params, "metric catalog"):
             try:
                 for row in data["metrics"]:
                     name, last = str(row["metric"]), int(row["last_seen"])

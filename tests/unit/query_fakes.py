@@ -10,6 +10,7 @@ one RAM tier covering everything, as before tiers existed.
 from __future__ import annotations
 
 import fnmatch
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,10 @@ class FakeStore:
 
     # filter trees received by resolve_filter, in order
     trees: list[dict[str, Any]] = field(default_factory=list)
+    # metrics whose owning instances are down: every call about them is unavailable
+    down_metrics: set[str] = field(default_factory=set)
+    # seconds every resolve sleeps (a slow index, for time budget tests)
+    resolve_delay: float = 0.0
 
     def add(
         self,
@@ -74,9 +79,11 @@ class FakeStore:
         self.points.extend((sid, ts, v) for ts, v in points)
         return sid
 
-    def _check(self) -> None:
+    def _check(self, metric: str | None = None) -> None:
         if self.unavailable:
             raise StoreUnavailable("no ram store instance owns partition 1 (fake)")
+        if metric in self.down_metrics:
+            raise StoreUnavailable(f"inverted store inv-2 owning {metric!r} is down (fake)")
 
     def resolve(
         self,
@@ -87,7 +94,9 @@ class FakeStore:
         include: tuple[str, ...],
         exclude: tuple[str, ...],
     ) -> Sids:
-        self._check()
+        self._check(metric)
+        if self.resolve_delay:
+            time.sleep(self.resolve_delay)
         sids = [
             s.sid
             for s in self.series.values()
@@ -103,7 +112,7 @@ class FakeStore:
     ) -> Sids:
         """The contract's filter tree, evaluated independently of the query code
         (``fnmatch`` for wildcards: tags never contain ``[``, ``]`` or ``?``)."""
-        self._check()
+        self._check(metric)
         self.trees.append(tree)
         sids = [
             s.sid
