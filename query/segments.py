@@ -55,6 +55,9 @@ class TierSource:
     address: str
     coverage: tuple[int, int] | None
     remembered: int | None = None
+    #: the query's partition, sent with reads so an instance that no longer (or not yet)
+    #: serves it refuses instead of answering with part of the data
+    partition: int | None = None
 
     @property
     def live(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -191,11 +191,22 @@ class HttpStoreClient:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _owner(self, kind: str, org: str, metric: str) -> Registration:
+    def _owner(self, kind: str, org: str, metric: str) -> tuple[Registration, int]:
+        """The index instance owning ``org|metric``'s partition, once it has caught up on
+        it: an instance still replaying the partition (just assigned after a rebalance or a
+        crash) advertises no coverage for it and would answer with part of the series.
+        Returns the instance and the partition (sent along: the instance re-checks it)."""
         try:
-            return owner(self._view.instances(kind), kind, org, metric)
+            reg = owner(self._view.instances(kind), kind, org, metric)
         except NoOwner as exc:
             raise StoreUnavailable(str(exc)) from exc
+        partition = partition_for(partition_key(org, metric), reg.partition_count)
+        if partition not in reg.coverage:
+            raise StoreUnavailable(
+                f"{kind} store {reg.instance} is still catching up on partition {partition} "
+                f"(metric {metric!r}); retry shortly"
+            )
+        return reg, partition
 
     def _request(self, reg: Registration, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = reg.address.rstrip("/") + path
@@ -249,7 +260,7 @@ class HttpStoreClient:
         include: tuple[str, ...],
         exclude: tuple[str, ...],
     ) -> Sids:
-        reg = self._owner("inverted", org, metric)
+        reg, partition = self._owner("inverted", org, metric)
         body = {
             "org": org,
             "metric": metric,
@@ -257,6 +268,7 @@ class HttpStoreClient:
             "to": end,
             "include": list(include),
             "exclude": list(exclude),
+            "partition": partition,
         }
         raw = self._post_json(reg, "/v1/resolve", body).content
         if len(raw) % 8:
@@ -266,16 +278,23 @@ class HttpStoreClient:
     def resolve_filter(
         self, org: str, metric: str, start: int, end: int, tree: dict[str, Any]
     ) -> Sids:
-        reg = self._owner("inverted", org, metric)
-        body = {"org": org, "metric": metric, "from": start, "to": end, "filter": tree}
+        reg, partition = self._owner("inverted", org, metric)
+        body = {
+            "org": org,
+            "metric": metric,
+            "from": start,
+            "to": end,
+            "filter": tree,
+            "partition": partition,
+        }
         raw = self._post_json(reg, "/v1/resolve", body).content
         if len(raw) % 8:
             raise StoreReplyError(f"inverted store {reg.instance} sent {len(raw)} bytes of sids")
         return np.frombuffer(raw, dtype="<u8").astype(SID_DTYPE)
 
     def _lookup(self, org: str, metric: str, sids: Sids) -> list[dict[str, Any]]:
-        reg = self._owner("tags", org, metric)
-        body = {"org": org, "sids": sids.tolist()}
+        reg, partition = self._owner("tags", org, metric)
+        body = {"org": org, "sids": sids.tolist(), "partition": partition}
         data = self._json(reg, self._post_json(reg, "/v1/series/lookup", body))
         try:
             rows = [s for s in data["series"] if s.get("metric", metric) == metric]
@@ -319,7 +338,11 @@ class HttpStoreClient:
             cov = parse_coverage(reg.coverage.get(partition))
             if cov is None:
                 remembered = self._history.lo(kind, partition, reg.topic)
-                sources.append(TierSource(kind, reg.instance, reg.address, None, remembered))
+                sources.append(
+                    TierSource(
+                        kind, reg.instance, reg.address, None, remembered, partition=partition
+                    )
+                )
                 continue
             if kind == "ram":
                 # RAM's lower bound is ``now - window``: it moved on since the entry was
@@ -327,7 +350,7 @@ class HttpStoreClient:
                 # advertised may be evicted already. Older tiers serve those.
                 lo = cov[0] + int(max(0.0, now - reg.updated)) + self._margin
                 cov = (lo, cov[1]) if lo <= cov[1] else None
-            sources.append(TierSource(kind, reg.instance, reg.address, cov))
+            sources.append(TierSource(kind, reg.instance, reg.address, cov, partition=partition))
         if partition is not None:
             for kind in absent:
                 remembered = self._history.lo(kind, partition, self._view.topic(kind))
@@ -344,6 +367,8 @@ class HttpStoreClient:
         if resolution != "raw":
             # Omitted for raw (its default) so stores predating resolutions keep answering.
             body["resolution"] = resolution
+        if source.partition is not None:
+            body["partition"] = source.partition
         reg = Registration(
             kind=source.tier, instance=source.instance, address=source.address, topic=""
         )
@@ -355,12 +380,15 @@ class HttpStoreClient:
 
     def fan_out(
         self, kind: str, path: str, params: dict[str, Any], what: str
-    ) -> list[tuple[Registration, Any]]:
-        """GET ``path`` from every instance of ``kind`` in parallel (each knows only its own
-        partitions) and return the JSON answers of those that gave one. Instances that fail,
-        and partitions no live instance owns, are recorded as warnings (query/fanout.py):
-        the caller's answer is partial, and says so. Raises :class:`StoreUnavailable` when
-        no instance answers at all."""
+    ) -> list[tuple[Registration, Any, set[int]]]:
+        """GET ``path`` from every instance of ``kind`` in parallel and return, per instance
+        that answered, its JSON answer and the partitions it serves: those it owns and has
+        caught up on. Callers keep only what belongs to those partitions; an instance may
+        still hold data of partitions that moved away, and that data is stale.
+
+        Instances that fail, and partitions nobody serves, are recorded as warnings
+        (query/fanout.py): the caller's answer is partial, and says so. Raises
+        :class:`StoreUnavailable` when no instance answers at all."""
         instances = self._view.instances(kind)
         if not instances:
             raise StoreUnavailable(f"no {kind} store instance is registered (pipeline starting?)")
@@ -369,53 +397,66 @@ class HttpStoreClient:
             return self._json(reg, self._request(reg, "GET", path, params=params))
 
         results = parallel([functools.partial(call, reg) for reg in instances])
-        answers: list[tuple[Registration, Any]] = []
+        answers: list[tuple[Registration, Any, set[int]]] = []
         failures: list[Exception] = []
+        named: set[int] = set()
         for reg, result in zip(instances, results, strict=True):
             # Down or failing (5xx): the others still answer. An answer breaking the
             # contract (bad body, 4xx) fails the request below: that is a bug, not an outage.
             if isinstance(result, StoreUnavailable | StoreServerError):
                 failures.append(result)
-                parts = ",".join(str(p) for p in sorted(reg.partitions)) or "none"
+                named.update(reg.partitions)
                 warn(
-                    f"{what} is partial: {kind} store {reg.instance} (partitions {parts}) "
-                    f"did not answer: {result}"
+                    f"{what} is partial: {kind} store {reg.instance} "
+                    f"(partitions {_numbers(reg.partitions)}) did not answer: {result}"
                 )
                 continue
             if isinstance(result, Exception):
                 raise result
-            answers.append((reg, result))
+            answers.append((reg, result, set(reg.partitions) & set(reg.coverage)))
         if not answers:
             raise StoreUnavailable(f"no {kind} store instance answered: {failures[0]}")
         count = max(reg.partition_count for reg in instances)
-        orphans = sorted(set(range(count)).difference(*(reg.partitions for reg in instances)))
-        if orphans:
+        served = set().union(*(parts for _, _, parts in answers))
+        unserved = set(range(count)) - served - named
+        if unserved:
             warn(
-                f"{what} is partial: no live {kind} store instance owns partitions "
-                + ",".join(str(p) for p in orphans)
+                f"{what} is partial: no live {kind} store instance serves partitions "
+                f"{_numbers(unserved)} (unowned, or the owner is still catching up)"
             )
         return answers
 
     def list_metrics(self, org: str, start: int) -> list[str]:
         names: set[str] = set()
         answers = self.fan_out("tags", "/v1/metrics", {"org": org, "from": start}, "metric list")
-        for reg, data in answers:
+        for reg, data, served in answers:
             try:
-                names.update(str(m) for m in data["metrics"])
+                found = [str(m) for m in data["metrics"]]
             except (KeyError, TypeError) as exc:
                 raise StoreReplyError(f"tags store {reg.instance} sent a malformed list") from exc
+            names.update(m for m in found if serves(reg, served, org, m))
         return sorted(names)
 
     def metric_tags(self, org: str, metric: str, start: int) -> list[str]:
-        reg = self._owner("tags", org, metric)
+        reg, partition = self._owner("tags", org, metric)
         # Metric names are [A-Za-z0-9_.] (normalised at intake), safe in a URL path.
         path = f"/v1/metrics/{metric}/tags"
-        resp = self._request(reg, "GET", path, params={"org": org, "from": start})
+        params = {"org": org, "from": start, "partition": partition}
+        resp = self._request(reg, "GET", path, params=params)
         data = self._json(reg, resp)
         try:
             return [str(t) for t in data["tags"]]
         except (KeyError, TypeError) as exc:
             raise StoreReplyError(f"tags store {reg.instance} sent malformed tags") from exc
+
+
+def _numbers(values: Iterable[int]) -> str:
+    return ",".join(str(v) for v in sorted(values)) or "none"
+
+
+def serves(reg: Registration, served: set[int], org: str, metric: str) -> bool:
+    """Whether ``org|metric`` lives in one of the ``served`` partitions of ``reg``."""
+    return partition_for(partition_key(org, metric), reg.partition_count) in served
 
 
 def decode_points(raw: bytes, *, source: str) -> PointColumns:
@@ -503,7 +544,8 @@ class HttpExploreClient:
         self._base = base
 
     def _call(self, org: str, metric: str, method: str, suffix: str, **kwargs: Any) -> Any | None:
-        reg = self._base._owner("tags", org, metric)
+        reg, partition = self._base._owner("tags", org, metric)
+        kwargs["params"] = {**kwargs.get("params", {}), "partition": partition}
         # Metric names are [A-Za-z0-9_.] (validated by the caller), safe in a URL path.
         path = f"/v1/metrics/{metric}/{suffix}"
         url = reg.address.rstrip("/") + path
@@ -528,11 +570,14 @@ class HttpExploreClient:
     def catalog(self, org: str, start: int, prefix: str) -> list[tuple[str, int]]:
         newest: dict[str, int] = {}
         params = {"org": org, "from": start, "prefix": prefix}
-        for reg, data in self._base.fan_out("tags", "/v1/catalog", params, "metric catalog"):
+        for reg, data, served in self._base.fan_out(
+            "tags", "/v1/catalog", params, "metric catalog"
+        ):
             try:
                 for row in data["metrics"]:
                     name, last = str(row["metric"]), int(row["last_seen"])
-                    newest[name] = max(last, newest.get(name, last))
+                    if serves(reg, served, org, name):
+                        newest[name] = max(last, newest.get(name, last))
             except (KeyError, TypeError, ValueError) as exc:
                 raise StoreReplyError(
                     f"tags store {reg.instance} sent a malformed catalog"

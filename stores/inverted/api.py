@@ -12,6 +12,7 @@ from stores.inverted.filters import FilterError, from_lists, parse_filter
 from stores.inverted.index import InvertedIndex
 from stores.runtime.http import BadRequest, check_range, make_app
 from stores.runtime.ownership import Ownership
+from stores.runtime.serving import ServingGuard
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -27,10 +28,13 @@ class ResolveRequest(BaseModel):
     include: list[Name] | None = None
     #: a filter tree (stores/inverted/filters.py); excludes ``include``/``exclude``
     filter: dict[str, Any] | None = None
+    #: ``org|metric``'s partition: when given, refused (503) unless served here
+    partition: Annotated[int, Field(ge=0, lt=2**31)] | None = None
 
 
 def create_app(index: InvertedIndex, ownership: Ownership) -> FastAPI:
     app = make_app(index.kind, ownership.partitions)
+    guard = ServingGuard(ownership, index.coverage)
 
     @app.post("/v1/resolve")
     def resolve(req: ResolveRequest) -> Response:
@@ -49,7 +53,8 @@ def create_app(index: InvertedIndex, ownership: Ownership) -> FastAPI:
                 raise BadRequest(str(exc)) from None
         else:
             tree = from_lists(req.include or (), req.exclude or ())
-        sids = index.resolve_filter(req.org, req.metric, req.from_, req.to, tree)
+        with guard.serving(req.partition):
+            sids = index.resolve_filter(req.org, req.metric, req.from_, req.to, tree)
         body = np.ascontiguousarray(sids, dtype="<u8").tobytes()
         return Response(body, media_type="application/octet-stream")
 

@@ -24,6 +24,7 @@ from stores.runtime.applied import (
     applied_offsets,
     start_from_db,
 )
+from stores.runtime.readiness import CaughtUpCoverage
 from stores.runtime.rocks import get_many, open_db, scan_prefix, u32, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import SeriesBatch, decode_series
@@ -41,10 +42,11 @@ class TooManySeries(RuntimeError):
     """A metric exceeded 2**32 series (ordinals are 32-bit)."""
 
 
-class InvertedIndex(Store[SeriesBatch]):
+class InvertedIndex(CaughtUpCoverage, Store[SeriesBatch]):
     kind = "inverted"
 
     def __init__(self, topic: str, path: Path) -> None:
+        super().__init__()
         self.topic = topic
         self._db = open_db(path)
         # Chunks of the ordinal->sid table; this process is the only writer, and apply

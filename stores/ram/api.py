@@ -8,9 +8,10 @@ from stores.ram.store import RamStore
 from stores.runtime.http import make_app
 from stores.runtime.ownership import Ownership
 from stores.runtime.pointread import add_point_read
+from stores.runtime.serving import ServingGuard
 
 
 def create_app(store: RamStore, ownership: Ownership) -> FastAPI:
     app = make_app(store.kind, ownership.partitions)
-    add_point_read(app, store)
+    add_point_read(app, store, ServingGuard(ownership, store.coverage))
     return app

@@ -12,12 +12,13 @@ from stores.rocks.store import RocksStore
 from stores.runtime.http import make_app
 from stores.runtime.ownership import Ownership
 from stores.runtime.pointread import add_point_read
+from stores.runtime.serving import ServingGuard
 
 
 def create_app(store: RocksStore, ownership: Ownership) -> FastAPI:
     app = make_app(store.kind, ownership.partitions)
 
-    add_point_read(app, store)
+    add_point_read(app, store, ServingGuard(ownership, store.coverage))
 
     @app.get("/v1/stats")
     def stats() -> dict[str, Any]:

@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from stores.runtime.serving import NotServing
+
 
 class BadRequest(ValueError):
     """A request the API cannot answer; the message names the problem (HTTP 400)."""
@@ -21,6 +23,10 @@ def make_app(kind: str, partitions: Callable[[], list[int]]) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "kind": kind, "partitions": partitions()}
+
+    @app.exception_handler(NotServing)
+    async def not_serving(_request: Request, exc: NotServing) -> JSONResponse:
+        return JSONResponse({"errors": [str(exc)]}, status_code=503)
 
     @app.exception_handler(BadRequest)
     async def bad_request(_request: Request, exc: BadRequest) -> JSONResponse:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from stores.runtime.http import check_range
+from stores.runtime.serving import ServingGuard
 from strata.model import SID_DTYPE
 from strata.rollup import RESOLUTIONS, Rollups
 
@@ -48,6 +49,9 @@ class ReadRequest(BaseModel):
     from_: Timestamp = Field(alias="from")
     to: Timestamp
     resolution: Literal["raw", "1m", "1h"] = "raw"
+    #: the partition the sids belong to; when given, the read is refused (503) unless this
+    #: instance serves it (stores/runtime/serving.py)
+    partition: Annotated[int, Field(ge=0, lt=2**31)] | None = None
 
 
 def _stream(schema: pa.Schema, arrays: list[npt.NDArray[np.generic]]) -> bytes:
@@ -83,7 +87,7 @@ class PointTier(Protocol):
     def read_rollups(self, sids: Sids, start: int, end: int, step: int) -> Rollups: ...
 
 
-def add_point_read(app: FastAPI, store: PointTier) -> None:
+def add_point_read(app: FastAPI, store: PointTier, guard: ServingGuard) -> None:
     """Mount ``POST /v1/points/read`` for a store that answers reads directly (RAM, rocks;
     the archive adds object-store failure handling of its own)."""
 
@@ -91,9 +95,10 @@ def add_point_read(app: FastAPI, store: PointTier) -> None:
     def read(req: ReadRequest) -> Response:
         check_range(req.from_, req.to)
         sids = np.array(req.sids, dtype=SID_DTYPE)
-        if req.resolution == "raw":
-            body = raw_stream(store.read_raw(sids, req.from_, req.to))
-        else:
-            step = RESOLUTIONS[req.resolution]
-            body = rollup_stream(store.read_rollups(sids, req.from_, req.to, step))
+        with guard.serving(req.partition):
+            if req.resolution == "raw":
+                body = raw_stream(store.read_raw(sids, req.from_, req.to))
+            else:
+                step = RESOLUTIONS[req.resolution]
+                body = rollup_stream(store.read_rollups(sids, req.from_, req.to, step))
         return Response(body, media_type=ARROW_STREAM)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stores.runtime.http import BadRequest, make_app
 from stores.runtime.ownership import Ownership
+from stores.runtime.serving import ServingGuard
 from stores.tags.index import TagIndex
 
 U64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
@@ -21,9 +22,12 @@ class LookupRequest(BaseModel):
 
     org: Org
     sids: list[U64]
+    #: the sids' ``org|metric`` partition: when given, refused (503) unless served here
+    partition: Partition | None = None
 
 
 Short = Annotated[str, Field(max_length=100)]
+Partition = Annotated[int, Field(ge=0, lt=2**31)]
 
 
 class MetadataUpdate(BaseModel):
@@ -51,14 +55,17 @@ def _check_name(what: str, value: str) -> None:
 
 def create_app(index: TagIndex, ownership: Ownership) -> FastAPI:
     app = make_app(index.kind, ownership.partitions)
+    guard = ServingGuard(ownership, index.coverage)
 
     @app.post("/v1/series/lookup")
     def lookup(req: LookupRequest) -> dict[str, Any]:
         _check_name("org", req.org)
+        with guard.serving(req.partition):
+            found = index.lookup(req.org, req.sids)
         return {
             "series": [
                 {"sid": sid, "metric": i.metric, "type": i.mtype.label, "tags": list(i.tags)}
-                for sid, i in index.lookup(req.org, req.sids)
+                for sid, i in found
             ]
         }
 
@@ -86,41 +93,58 @@ def create_app(index: TagIndex, ownership: Ownership) -> FastAPI:
 
     @app.get("/v1/metrics/{metric}/describe", response_model=None)
     def describe(
-        metric: str, org: Annotated[Org, Query()], from_: Annotated[int, Query(alias="from")] = 0
+        metric: str,
+        org: Annotated[Org, Query()],
+        from_: Annotated[int, Query(alias="from")] = 0,
+        partition: Annotated[Partition | None, Query()] = None,
     ) -> dict[str, Any] | JSONResponse:
         """Tags and tag key -> values of a metric; 404 if this instance never saw it."""
         _check_name("org", org)
         _check_name("metric", metric)
-        if not index.known(org, metric):
-            return _unknown(org, metric)
-        return {
-            "metric": metric,
-            "tags": index.tags(org, metric, from_),
-            "tag_values": index.tag_values(org, metric, from_),
-        }
+        with guard.serving(partition):
+            if not index.known(org, metric):
+                return _unknown(org, metric)
+            return {
+                "metric": metric,
+                "tags": index.tags(org, metric, from_),
+                "tag_values": index.tag_values(org, metric, from_),
+            }
 
     @app.get("/v1/metrics/{metric}/metadata", response_model=None)
-    def get_metadata(metric: str, org: Annotated[Org, Query()]) -> dict[str, Any] | JSONResponse:
+    def get_metadata(
+        metric: str,
+        org: Annotated[Org, Query()],
+        partition: Annotated[Partition | None, Query()] = None,
+    ) -> dict[str, Any] | JSONResponse:
         _check_name("org", org)
         _check_name("metric", metric)
-        found = index.metadata(org, metric)
+        with guard.serving(partition):
+            found = index.metadata(org, metric)
         return _unknown(org, metric) if found is None else {"metadata": found}
 
     @app.put("/v1/metrics/{metric}/metadata", response_model=None)
     def put_metadata(
-        metric: str, org: Annotated[Org, Query()], update: MetadataUpdate
+        metric: str,
+        org: Annotated[Org, Query()],
+        update: MetadataUpdate,
+        partition: Annotated[Partition | None, Query()] = None,
     ) -> dict[str, Any] | JSONResponse:
         _check_name("org", org)
         _check_name("metric", metric)
-        found = index.update_metadata(org, metric, update.model_dump(exclude_unset=True))
+        with guard.serving(partition):
+            found = index.update_metadata(org, metric, update.model_dump(exclude_unset=True))
         return _unknown(org, metric) if found is None else {"metadata": found}
 
     @app.get("/v1/metrics/{metric}/tags")
     def metric_tags(
-        metric: str, org: Annotated[Org, Query()], from_: Annotated[int, Query(alias="from")] = 0
+        metric: str,
+        org: Annotated[Org, Query()],
+        from_: Annotated[int, Query(alias="from")] = 0,
+        partition: Annotated[Partition | None, Query()] = None,
     ) -> dict[str, Any]:
         _check_name("org", org)
         _check_name("metric", metric)
-        return {"tags": index.tags(org, metric, from_)}
+        with guard.serving(partition):
+            return {"tags": index.tags(org, metric, from_)}
 
     return app

@@ -14,6 +14,7 @@ from typing import Any, cast
 import orjson
 
 from stores.runtime.applied import adopt_topic, applied_offsets, start_from_db
+from stores.runtime.readiness import CaughtUpCoverage
 from stores.runtime.rocks import get_many, open_db, scan_prefix, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from stores.tags import keys
@@ -24,10 +25,11 @@ from strata.model import INDEX_BUCKET_SECONDS, MetricType
 log = logging.getLogger(__name__)
 
 
-class TagIndex(Store[SeriesBatch]):
+class TagIndex(CaughtUpCoverage, Store[SeriesBatch]):
     kind = "tags"
 
     def __init__(self, topic: str, path: Path) -> None:
+        super().__init__()
         self.topic = topic
         self._db = open_db(path)
         self.collisions = sum(1 for _ in scan_prefix(self._db, keys.COLLISION))

@@ -13,7 +13,7 @@ from query import ast
 from query.filters import compile_filter
 from query.language import parse
 from query.stores_client import StoreReplyError
-from tests.unit.test_query_stores_client import METRIC, ORG, make_client
+from tests.unit.test_query_stores_client import METRIC, ORG, PART, make_client
 
 
 def test_resolve_filter_posts_the_tree_without_lists() -> None:
@@ -42,6 +42,7 @@ def test_resolve_filter_posts_the_tree_without_lists() -> None:
                     {"op": "wildcard", "pattern": "host:web-*"},
                 ],
             },
+            "partition": PART,  # the store refuses it unless it serves the partition
         }
     ]
 

@@ -31,6 +31,7 @@ from query.language import QuerySyntaxError, parse, parse_list
 from query.settings import QuerySettings
 from query.stores_client import HttpStoreClient, RegistryView, StoreUnavailable
 from strata.keys import KeyStore, NewKeys, create_keys
+from strata.partitioning import partition_for, partition_key
 from strata.registry import Registration
 from tests.unit.query_fakes import FakeStore
 
@@ -273,6 +274,7 @@ def tags_reg(name: str, partitions: list[int]) -> Registration:
         topic="t",
         partition_count=4,
         partitions=partitions,
+        coverage={p: [0, 2**40] for p in partitions},
         updated=1.0,
     )
 
@@ -285,12 +287,24 @@ class Discovery:
         return [r for r in self.regs if kind is None or r.kind == kind]
 
 
+def name_in(partition: int) -> str:
+    """A metric name of ORG in ``partition`` of 4."""
+    n = 0
+    while partition_for(partition_key(ORG, f"m.x{n}"), 4) != partition:
+        n += 1
+    return f"m.x{n}"
+
+
+NAMES = sorted(name_in(p) for p in range(4))
+ONE = sorted(name_in(p) for p in (0, 1))  # what t1 serves
+
+
 def list_client(regs: list[Registration], down: set[str]) -> HttpStoreClient:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host in down:
             raise httpx.ConnectError("connection refused", request=request)
-        metric = {"t1": "m.one", "t2": "m.two"}[request.url.host]
-        return httpx.Response(200, content=json.dumps({"metrics": [metric]}))
+        # every instance still holds metrics of partitions it does not serve (stale)
+        return httpx.Response(200, content=json.dumps({"metrics": NAMES}))
 
     view = RegistryView(Discovery(regs), ttl=0.0)
     return HttpStoreClient(view, httpx.Client(transport=httpx.MockTransport(handler)))
@@ -299,14 +313,14 @@ def list_client(regs: list[Registration], down: set[str]) -> HttpStoreClient:
 def test_metric_list_merges_every_instance() -> None:
     client = list_client([tags_reg("t1", [0, 1]), tags_reg("t2", [2, 3])], set())
     with fanout.request_scope(5) as scope:
-        assert client.list_metrics(ORG, 0) == ["m.one", "m.two"]
+        assert client.list_metrics(ORG, 0) == NAMES
     assert scope.warnings == []
 
 
 def test_metric_list_from_a_down_instance_is_partial_and_named() -> None:
     client = list_client([tags_reg("t1", [0, 1]), tags_reg("t2", [2, 3])], {"t2"})
     with fanout.request_scope(5) as scope:
-        assert client.list_metrics(ORG, 0) == ["m.one"]
+        assert client.list_metrics(ORG, 0) == ONE
     assert len(scope.warnings) == 1
     assert "tags store t2 (partitions 2,3) did not answer" in scope.warnings[0]
     everyone_down = list_client([tags_reg("t1", [0, 1])], {"t1"})
@@ -318,9 +332,22 @@ def test_partitions_nobody_owns_are_named() -> None:
     # t2 died and its registration expired before the group gave 2,3 to t1
     client = list_client([tags_reg("t1", [0, 1])], set())
     with fanout.request_scope(5) as scope:
-        assert client.list_metrics(ORG, 0) == ["m.one"]
+        assert client.list_metrics(ORG, 0) == ONE
     assert scope.warnings == [
-        "metric list is partial: no live tags store instance owns partitions 2,3"
+        "metric list is partial: no live tags store instance serves partitions 2,3 "
+        "(unowned, or the owner is still catching up)"
+    ]
+
+
+def test_partitions_an_owner_is_still_catching_up_on_are_named() -> None:
+    t2 = tags_reg("t2", [2, 3])
+    t2.coverage = {2: [0, 2**40]}  # partition 3 just assigned, replaying
+    client = list_client([tags_reg("t1", [0, 1]), t2], set())
+    with fanout.request_scope(5) as scope:
+        assert client.list_metrics(ORG, 0) == sorted(name_in(p) for p in (0, 1, 2))
+    assert scope.warnings == [
+        "metric list is partial: no live tags store instance serves partitions 3 "
+        "(unowned, or the owner is still catching up)"
     ]
 
 

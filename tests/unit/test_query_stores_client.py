@@ -43,6 +43,8 @@ def reg(kind: str, name: str, partitions: list[int], updated: float = 1.0) -> Re
         topic="t",
         partition_count=4,
         partitions=partitions,
+        # indexes caught up on every partition; point tiers' coverage is set per test
+        coverage={p: [0, 2**40] for p in partitions} if kind in ("tags", "inverted") else {},
         updated=updated,
     )
 
@@ -145,7 +147,8 @@ def test_http_client_speaks_the_contract() -> None:
     pts = client.read_tier(ram, sids, 0, 100, "raw")
     assert isinstance(pts, PointColumns)
     assert pts.sid.tolist() == [big, big] and pts.ts.tolist() == [10, 10]
-    assert client.list_metrics(ORG, 0) == ["a", "b", "c"]  # fanned out, merged, sorted
+    # fanned out, merged, sorted; tags-2 serves no partition, so what it holds is stale
+    assert client.list_metrics(ORG, 0) == ["a", "b"]
     assert client.metric_tags(ORG, METRIC, 0) == ["host:x"]
     assert seen[0] == (
         "inverted-1",
@@ -157,10 +160,13 @@ def test_http_client_speaks_the_contract() -> None:
             "to": 100,
             "include": ["env:prod"],
             "exclude": ["host:a"],
+            "partition": PART,
         },
     )
-    assert seen[1] == ("tags-1", "/v1/series/lookup", {"org": ORG, "sids": [5, big]})
-    assert seen[2] == ("ram-1", "/v1/points/read", {"sids": [5, big], "from": 0, "to": 100})
+    lookup = {"org": ORG, "sids": [5, big], "partition": PART}
+    assert seen[1] == ("tags-1", "/v1/series/lookup", lookup)
+    read = {"sids": [5, big], "from": 0, "to": 100, "partition": PART}
+    assert seen[2] == ("ram-1", "/v1/points/read", read)
 
 
 def test_http_errors_are_classified() -> None:
@@ -179,6 +185,24 @@ def test_http_errors_are_classified() -> None:
         )
     with pytest.raises(StoreReplyError, match="invalid JSON"):
         make_client(lambda r: httpx.Response(200, content=b"{")).list_metrics(ORG, 0)
+
+
+def test_an_index_catching_up_on_the_partition_is_unavailable() -> None:
+    """A just-assigned index instance advertises no coverage until it reached the end of
+    the partition: asking it would give part of the series, silently."""
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, content=b"")
+
+    inverted = reg("inverted", "inv-new", [0, 1, 2, 3])
+    inverted.coverage = {p: c for p, c in inverted.coverage.items() if p != PART}
+    view = RegistryView(FakeDiscovery([inverted]), ttl=0.0)
+    client = HttpStoreClient(view, httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(StoreUnavailable, match=f"inv-new is still catching up on partition {PART}"):
+        client.resolve(ORG, METRIC, 0, 10, (), ())
+    assert calls == []
 
 
 def test_no_registered_owner_is_unavailable() -> None:
@@ -241,8 +265,8 @@ def test_tier_sources_per_kind_with_coverage_and_ram_margin() -> None:
     assert partition == PART
     # RAM's sliding window start moved 3 s since publishing; plus the 30 s margin.
     assert sources == [
-        TierSource("ram", "ram-1", "http://ram-1:1", (5033, 10_000)),
-        TierSource("rocks", "rocks-1", "http://rocks-1:1", (100, 10_000)),
+        TierSource("ram", "ram-1", "http://ram-1:1", (5033, 10_000), partition=PART),
+        TierSource("rocks", "rocks-1", "http://rocks-1:1", (100, 10_000), partition=PART),
     ]
 
 
