@@ -1,14 +1,9 @@
-"""Heartbeats and monitors (DESIGN §6) — not built yet; this package reserves the name.
+"""Heartbeats and monitors (DESIGN §6, docs/heartbeats.md, docs/monitors.md).
 
-What will live here:
-
-- the heartbeat emitter: a synthetic point sent every second through the public intake API,
-  from outside the pipeline, like a customer would; intake turns it into a marker on every
-  partition of every topic;
-- watermarks: a store advances its per-partition watermark once it has durably applied
-  everything up to a heartbeat, and publishes it in the registry;
-- the completeness gate: "complete through T" when every store and partition a query needs
-  has a watermark >= T;
-- the monitor evaluator: judges a window only once it is complete (states OK, Warn, Alert,
-  No Data per group; transitions recorded and sent to a webhook).
+- ``emitter``: a synthetic heartbeat sent every second through the public intake API with a
+  reserved key, like a customer would; intake turns it into a marker on every partition of
+  every topic (stores/runtime/watermarks.py turns markers into per-partition watermarks);
+- ``gate``: "complete through T" for an (org, metric) = the lowest watermark among the
+  partition owners a query over it needs; plus pipeline lag per store and partition;
+- ``evaluator``/``notify``: monitors judged only over complete windows, webhooks.
 """

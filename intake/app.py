@@ -24,13 +24,14 @@ from starlette.concurrency import run_in_threadpool
 from intake.batching import ParsedPayload
 from intake.counters import IntakeCounters
 from intake.decode import V1_LIMITS, V2_LIMITS, BodyError, BodyLimits, check_wire_size, decode_body
+from intake.heartbeats import HEARTBEAT_KEY, InFlight, heartbeat_emit_ms
 from intake.identity import SeriesIdentities
 from intake.parse import PayloadError, load_json, parse_v1, parse_v2
 from intake.producer import BrokerUnavailable, OutMessage, PartitionCounts, ReliableProducer
 from intake.rejections import TimeWindow
 from intake.series_tracker import SeriesTracker
 from intake.settings import IntakeSettings
-from strata.codec import encode_points, encode_series
+from strata.codec import HeartbeatMarker, encode_heartbeat, encode_points, encode_series
 from strata.keys import KeysFileError, KeyStore
 from strata.partitioning import partition_for, partition_key
 from strata.topics import ensure_topics
@@ -94,6 +95,7 @@ class Intake:
         )
         self.partitions: PartitionCounts | None = None
         self._topics = (settings.topic_points, settings.topic_series)
+        self.inflight = InFlight()
 
     def _count_replacement(self) -> None:
         self.counters.producers_replaced += 1
@@ -164,6 +166,41 @@ class Intake:
 
     async def submit(self, api: _Api, request: Request) -> Response:
         org = self.org_for(request)
+        if org == self.settings.heartbeat_org:
+            return await self.heartbeat(api, request)
+        token = self.inflight.start(self._clock())
+        try:
+            return await self._submit(api, request, org)
+        finally:
+            self.inflight.end(token)
+
+    async def heartbeat(self, api: _Api, request: Request) -> Response:
+        """Write a heartbeat marker to every partition of every topic (docs/heartbeats.md).
+        The body is an ordinary series payload whose first point's value is the emitter's
+        send time in ms (the emitter's clock, for end-to-end lag); the marker's time is
+        when every earlier submission had been acknowledged (intake/inflight.py)."""
+        now = self._clock()
+        marker_ms = int(self.inflight.complete_before(now) * 1000)
+        body = await self.read_body(request, api.limits)
+        try:
+            doc = load_json(decode_body(body, request.headers.get("content-encoding"), api.limits))
+            emit_ms = heartbeat_emit_ms(doc, default=int(now * 1000))
+        except PayloadError as exc:
+            return _errors(400, f"heartbeat: {exc}")
+        assert self.partitions is not None
+        value = encode_heartbeat(HeartbeatMarker(marker_ms, emit_ms))
+        messages = [
+            OutMessage(topic, p, HEARTBEAT_KEY, value)
+            for topic in self._topics
+            for p in range(self.partitions.get(topic))
+        ]
+        await self.producer.produce_all(messages)
+        self.counters.heartbeats += 1
+        if api.v1:
+            return JSONResponse({"status": "ok"}, status_code=202)
+        return JSONResponse({"errors": []}, status_code=202)
+
+    async def _submit(self, api: _Api, request: Request, org: str) -> Response:
         body = await self.read_body(request, api.limits)
         try:
             parsed, point_messages = await run_in_threadpool(

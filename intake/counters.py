@@ -19,6 +19,7 @@ class IntakeCounters:
     requests_refused: Counter[int] = field(default_factory=Counter)
     messages_produced: int = 0
     producers_replaced: int = 0
+    heartbeats: int = 0
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -27,4 +28,5 @@ class IntakeCounters:
             "requests_refused": {str(k): v for k, v in self.requests_refused.items()},
             "messages_produced": self.messages_produced,
             "producers_replaced": self.producers_replaced,
+            "heartbeats": self.heartbeats,
         }

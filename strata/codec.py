@@ -10,6 +10,9 @@ Version 1 kinds:
 - ``POINTS`` (1): one (org, metric) batch of points as three columns sid/ts/value.
 - ``SERIES`` (2): series announcements for the indexes: sid, index bucket, metric type,
   interval and the canonical tags of each series.
+- ``HEARTBEAT`` (4): a completeness marker intake writes to every partition of every topic
+  (heartbeat/): everything intake accepted before ``marker_ms`` is before it in the
+  partition. ``emit_ms`` is when the emitter sent the heartbeat (end-to-end lag).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ _LE_U32 = np.dtype("<u4")
 class Kind(IntEnum):
     POINTS = 1
     SERIES = 2
+    HEARTBEAT = 4  # 3 is reserved for sketches
+
+
+_HEARTBEAT_BODY = struct.Struct("<qq")
 
 
 class UnreadableMessage(ValueError):
@@ -77,6 +84,35 @@ class SeriesBatch:
 
     def __len__(self) -> int:
         return int(self.sid.size)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatMarker:
+    """Completeness marker: every message intake accepted before ``marker_ms`` (Unix ms)
+    precedes this one in its partition; ``emit_ms`` is the emitter's send time."""
+
+    marker_ms: int
+    emit_ms: int
+
+
+def encode_heartbeat(marker: HeartbeatMarker) -> bytes:
+    return _HEADER.pack(MAGIC, VERSION, Kind.HEARTBEAT) + _HEARTBEAT_BODY.pack(
+        marker.marker_ms, marker.emit_ms
+    )
+
+
+def heartbeat_marker(buf: bytes) -> HeartbeatMarker | None:
+    """The marker if ``buf`` is a heartbeat message, None if it is any other message
+    (readable or not: the store's own decoder judges those). Raises
+    :class:`UnreadableMessage` for a heartbeat of the wrong length."""
+    if len(buf) < _HEADER.size or buf[:2] != MAGIC or buf[3] != Kind.HEARTBEAT:
+        return None
+    if buf[2] != VERSION:
+        raise UnreadableMessage(f"unsupported format version {buf[2]}")
+    if len(buf) != _HEADER.size + _HEARTBEAT_BODY.size:
+        raise UnreadableMessage(f"heartbeat message of {len(buf)} bytes")
+    marker_ms, emit_ms = _HEARTBEAT_BODY.unpack_from(buf, _HEADER.size)
+    return HeartbeatMarker(marker_ms, emit_ms)
 
 
 def _str(s: str) -> bytes:

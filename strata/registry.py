@@ -28,6 +28,9 @@ class Registration:
     coverage: dict[int, list[int]] = field(default_factory=dict)
     # partition -> next offset to apply (everything before it is applied)
     offsets: dict[int, int] = field(default_factory=dict)
+    # partition -> [marker_ms, emit_ms] of the newest heartbeat everything before which is
+    # durable here: the partition is complete through marker_ms (docs/heartbeats.md)
+    watermarks: dict[int, list[int]] = field(default_factory=dict)
     updated: float = 0.0
 
     def to_json(self) -> str:
@@ -38,6 +41,7 @@ class Registration:
         d: dict[str, Any] = json.loads(raw)
         d["coverage"] = {int(k): v for k, v in d.get("coverage", {}).items()}
         d["offsets"] = {int(k): v for k, v in d.get("offsets", {}).items()}
+        d["watermarks"] = {int(k): v for k, v in d.get("watermarks", {}).items()}
         # Tolerate entries written by newer instances (rolling upgrades): drop unknown fields.
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

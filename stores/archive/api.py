@@ -17,7 +17,7 @@ from strata.rollup import RESOLUTIONS
 
 
 def create_app(reader: ArchiveReader, ownership: Ownership, kind: str = "archive") -> FastAPI:
-    app = make_app(kind, ownership.partitions)
+    app = make_app(kind, ownership.partitions, ownership.watermarks.snapshot)
 
     # The point read API answers 400 {"errors": [...]} (architecture.md), each naming a field.
     @app.exception_handler(BadRequest)

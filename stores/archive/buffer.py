@@ -76,5 +76,10 @@ class Buffer(Generic[T]):
         self._pending.pop(partition, None)
         self.next_offset.pop(partition, None)
 
+    def first_pending(self, partition: int) -> int | None:
+        """Offset of the oldest record of ``partition`` still waiting for upload."""
+        pend = self._pending.get(partition)
+        return pend.first if pend is not None else None
+
     def partitions_pending(self) -> list[int]:
         return sorted(self._pending)

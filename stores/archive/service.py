@@ -28,6 +28,7 @@ from stores.runtime.consumer import ConsumerLoop
 from stores.runtime.heartbeat import RegistryHeartbeat
 from stores.runtime.ownership import Ownership
 from stores.runtime.settings import StoreSettings
+from stores.runtime.watermarks import as_registry
 from strata.registry import Registration, Registry
 from strata.topics import ensure_topics, topic_id
 
@@ -49,6 +50,11 @@ class ArchiveLoop(ConsumerLoop[T]):
         super().__init__(store, settings, ownership)
         self._writer: ArchiveWriter[T] = store
         self._committed: dict[int, int] = {}
+
+    def durable_offsets(self, applied: dict[int, int]) -> dict[int, int]:
+        # Only uploaded objects are durable: a heartbeat marker counts once the object
+        # holding every record before it is in the object store.
+        return self._writer.complete_offsets(self._ownership.offsets())
 
     def _commit_uncommitted(self) -> None:
         self._uncommitted.clear()
@@ -148,6 +154,7 @@ def run_archive(settings: ArchiveSettings, default_port: int) -> int:
             partitions=partitions,
             coverage=points.coverage(partitions, int(time.time())),
             offsets={p: o for p, o in durable.items() if p in partitions},
+            watermarks=as_registry(own_points.watermarks.snapshot()),
         )
 
     heartbeat = RegistryHeartbeat(

@@ -211,6 +211,17 @@ class ArchiveWriter(Store[T]):
     def uploaded(self, pend: Pending[T], key: str, table: pa.Table, meta: dict[str, str]) -> None:
         """Hook: an object was uploaded."""
 
+    def complete_offsets(self, consumed: dict[int, int]) -> dict[int, int]:
+        """Partition -> first offset not known durable, given the next offset consumed of
+        each: the oldest record still buffered, or everything consumed when nothing is
+        (what lies between holds no rows: heartbeat markers, dead letters)."""
+        with self._lock:
+            out = {}
+            for p, nxt in consumed.items():
+                first = self._buffer.first_pending(p)
+                out[p] = nxt if first is None else min(first, nxt)
+            return out
+
     def durable_offsets(self) -> dict[int, int]:
         """Partition -> next offset whose messages are not all in uploaded objects."""
         with self._lock:

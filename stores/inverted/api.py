@@ -33,7 +33,7 @@ class ResolveRequest(BaseModel):
 
 
 def create_app(index: InvertedIndex, ownership: Ownership) -> FastAPI:
-    app = make_app(index.kind, ownership.partitions)
+    app = make_app(index.kind, ownership.partitions, ownership.watermarks.snapshot)
     guard = ServingGuard(ownership, index.coverage)
 
     @app.post("/v1/resolve")

@@ -12,6 +12,6 @@ from stores.runtime.serving import ServingGuard
 
 
 def create_app(store: RamStore, ownership: Ownership) -> FastAPI:
-    app = make_app(store.kind, ownership.partitions)
+    app = make_app(store.kind, ownership.partitions, ownership.watermarks.snapshot)
     add_point_read(app, store, ServingGuard(ownership, store.coverage))
     return app

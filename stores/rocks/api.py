@@ -16,7 +16,7 @@ from stores.runtime.serving import ServingGuard
 
 
 def create_app(store: RocksStore, ownership: Ownership) -> FastAPI:
-    app = make_app(store.kind, ownership.partitions)
+    app = make_app(store.kind, ownership.partitions, ownership.watermarks.snapshot)
 
     add_point_read(app, store, ServingGuard(ownership, store.coverage))
 

@@ -13,7 +13,10 @@ Commit sequence, with the reason for each step:
 5. ``make_durable``: the store's data survives a crash from here on.
 6. Commit ``last offset + 1`` per partition synchronously. A failed commit only means
    redelivery, which step 4 absorbs; it is retried with the next batch.
-7. Tell the store which partitions reached their end (librdkafka's ``_PARTITION_EOF``
+7. Heartbeat markers (strata/codec.py kind 4) are not given to the store: each one
+   advances its partition's watermark once everything before it is durable
+   (stores/runtime/watermarks.py; :meth:`ConsumerLoop.durable_offsets` says how far).
+8. Tell the store which partitions reached their end (librdkafka's ``_PARTITION_EOF``
    events, ``enable.partition.eof``), after the records before the event are applied: only
    then may it advertise the partition's coverage as complete. An empty poll proves
    nothing (right after an assignment the first fetch may still be in flight), so it only
@@ -43,7 +46,8 @@ from stores.runtime.dead_letters import DeadLetter, DeadLetterFailed, DeadLetter
 from stores.runtime.ownership import Ownership
 from stores.runtime.settings import StoreSettings
 from stores.runtime.store import Record, Store
-from strata.codec import UnreadableMessage
+from stores.runtime.watermarks import Watermark
+from strata.codec import UnreadableMessage, heartbeat_marker
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,7 @@ class ConsumerLoop(Generic[T]):
         self._stop = threading.Event()
         self._group = settings.group_id(store.kind)
         self._uncommitted: dict[int, int] = {}
+        self.watermarks = ownership.watermarks
         self._dead_letters = DeadLetterWriter(
             settings.kafka_bootstrap,
             settings.topic_dead_letter,
@@ -119,6 +124,7 @@ class ConsumerLoop(Generic[T]):
         if not messages:
             self._store.idle()
             self._commit_uncommitted()
+            self.watermarks.durable(self.durable_offsets({}))
             return
         owned = set(self._ownership.partitions())
         records: list[Record[T]] = []
@@ -145,6 +151,10 @@ class ConsumerLoop(Generic[T]):
             try:
                 if value is None:
                     raise UnreadableMessage("message has no value")
+                mark = heartbeat_marker(value)
+                if mark is not None:
+                    self.watermarks.seen(partition, offset, Watermark(mark.marker_ms, mark.emit_ms))
+                    continue
                 decoded = self._store.decode(value)
             except UnreadableMessage as exc:
                 letters.append(
@@ -174,8 +184,14 @@ class ConsumerLoop(Generic[T]):
         self._ownership.applied(next_offsets)
         self._uncommitted.update(next_offsets)
         self._commit_uncommitted()
+        self.watermarks.durable(self.durable_offsets(next_offsets))
         for p, end in at_end.items():
             self._store.caught_up(p, end)
+
+    def durable_offsets(self, applied: dict[int, int]) -> dict[int, int]:
+        """Partition -> first offset not yet durable, given the offsets just applied (and
+        made durable). Stores that buffer across batches override it."""
+        return applied
 
     def _commit_uncommitted(self) -> None:
         if not self._uncommitted:
@@ -247,6 +263,7 @@ class ConsumerLoop(Generic[T]):
         for p in nums:
             self._uncommitted.pop(p, None)
         self._ownership.revoke(nums)
+        self.watermarks.forget(nums)
         self._store.revoked(nums)
         consumer.unassign()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,19 +11,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from stores.runtime.serving import NotServing
+from stores.runtime.watermarks import Watermark
 
 
 class BadRequest(ValueError):
     """A request the API cannot answer; the message names the problem (HTTP 400)."""
 
 
-def make_app(kind: str, partitions: Callable[[], list[int]]) -> FastAPI:
-    """A FastAPI app with ``GET /health`` and 400 answers for bad input."""
+def make_app(
+    kind: str,
+    partitions: Callable[[], list[int]],
+    watermarks: Callable[[], dict[int, Watermark]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """A FastAPI app with ``GET /health`` (partitions, and heartbeat watermarks with their
+    lag when given) and 400 answers for bad input."""
     app = FastAPI(title=f"strata {kind} store", docs_url=None, redoc_url=None)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "kind": kind, "partitions": partitions()}
+        out: dict[str, Any] = {"status": "ok", "kind": kind, "partitions": partitions()}
+        if watermarks is not None:
+            now_ms = int(clock() * 1000)
+            out["watermarks"] = {
+                str(p): {
+                    "complete_through_ms": m.marker_ms,
+                    "lag_seconds": round(max(0, now_ms - m.marker_ms) / 1000, 3),
+                }
+                for p, m in sorted(watermarks().items())
+            }
+        return out
 
     @app.exception_handler(NotServing)
     async def not_serving(_request: Request, exc: NotServing) -> JSONResponse:

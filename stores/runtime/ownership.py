@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import threading
 
+from stores.runtime.watermarks import Watermarks
+
 
 class Ownership:
     def __init__(self) -> None:
+        # How complete each owned partition is (heartbeat markers made durable).
+        self.watermarks = Watermarks()
         self._lock = threading.Lock()
         self._next: dict[int, int | None] = {}
         self._epoch = 0

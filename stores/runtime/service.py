@@ -24,6 +24,7 @@ from stores.runtime.heartbeat import RegistryHeartbeat
 from stores.runtime.ownership import Ownership
 from stores.runtime.settings import StoreSettings
 from stores.runtime.store import Store
+from stores.runtime.watermarks import as_registry
 from strata.registry import Registration, Registry
 from strata.topics import ensure_topics, topic_id
 
@@ -88,6 +89,7 @@ def run_store(
             partitions=partitions,
             coverage=store.coverage(partitions, int(time.time())),
             offsets=ownership.offsets(),
+            watermarks=as_registry(ownership.watermarks.snapshot()),
         )
 
     heartbeat = RegistryHeartbeat(

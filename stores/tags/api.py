@@ -54,7 +54,7 @@ def _check_name(what: str, value: str) -> None:
 
 
 def create_app(index: TagIndex, ownership: Ownership) -> FastAPI:
-    app = make_app(index.kind, ownership.partitions)
+    app = make_app(index.kind, ownership.partitions, ownership.watermarks.snapshot)
     guard = ServingGuard(ownership, index.coverage)
 
     @app.post("/v1/series/lookup")

@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 
 from strata.codec import (
+    HeartbeatMarker,
     Kind,
     PointBatch,
     SeriesBatch,
     UnreadableMessage,
     decode_points,
     decode_series,
+    encode_heartbeat,
     encode_points,
     encode_series,
+    heartbeat_marker,
     message_kind,
 )
 
@@ -104,3 +107,21 @@ def test_offsets_splitting_a_utf8_character_are_unreadable() -> None:
     raw[offsets_at + 4 : offsets_at + 8] = (21).to_bytes(4, "little")
     with pytest.raises(UnreadableMessage, match="UTF-8"):
         decode_series(bytes(raw))
+
+
+def test_heartbeat_v1_golden_decodes_and_encodes() -> None:
+    raw = _golden("heartbeat_v1.hex")
+    assert message_kind(raw) == (1, Kind.HEARTBEAT)
+    marker = heartbeat_marker(raw)
+    assert marker == HeartbeatMarker(marker_ms=1795000000123, emit_ms=1795000000456)
+    assert encode_heartbeat(marker) == raw
+
+
+def test_heartbeat_marker_leaves_other_messages_to_their_decoder() -> None:
+    assert heartbeat_marker(_golden("points_v1.hex")) is None
+    assert heartbeat_marker(b"junk") is None
+    raw = _golden("heartbeat_v1.hex")
+    with pytest.raises(UnreadableMessage, match="heartbeat message of 19 bytes"):
+        heartbeat_marker(raw[:-1])
+    with pytest.raises(UnreadableMessage, match="version 9"):
+        heartbeat_marker(raw[:2] + b"\x09" + raw[3:])
