@@ -15,13 +15,13 @@ its watermark trails by its flush interval.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from query.routing import NoOwner, owner
 from strata.partitioning import partition_for, partition_key
-from strata.registry import Registration
+from strata.registry import Registration, watermark_of
 
 INDEX_KINDS = ("tags", "inverted")
 POINT_TIERS = ("ram", "rocks")
@@ -47,11 +47,6 @@ class Completeness:
         if not values or any(v is None for v in values):
             return None
         return min(v for v in values if v is not None)
-
-
-def watermark_of(reg: Registration, partition: int) -> int | None:
-    mark = reg.watermarks.get(partition)
-    return int(mark[0]) if mark else None
 
 
 def completeness(
@@ -116,23 +111,3 @@ class PipelineGate:
                 self._on_error(exc)
             return None
         return min(through) // 1000 if through else None
-
-
-@dataclass(frozen=True, slots=True)
-class Lag:
-    kind: str
-    instance: str
-    partition: int
-    complete_through_ms: int | None
-    lag_seconds: float | None  # now - watermark; None before the first marker
-
-
-def pipeline_lag(registrations: Iterable[Registration], now: float) -> list[Lag]:
-    """End-to-end lag (now - watermark) per store instance and owned partition."""
-    rows: list[Lag] = []
-    for reg in registrations:
-        for p in sorted(reg.partitions):
-            mark = watermark_of(reg, p)
-            lag = None if mark is None else round(max(0.0, now - mark / 1000), 3)
-            rows.append(Lag(reg.kind, reg.instance, p, mark, lag))
-    return sorted(rows, key=lambda r: (r.kind, r.partition, r.instance))

@@ -76,3 +76,37 @@ class EvaluatorSettings(CommonSettings):
     @classmethod
     def load(cls) -> EvaluatorSettings:
         return cls()
+
+
+# Points tiers whose watermark gates a monitor (heartbeat/gate.py): the first with an owner.
+GATE_POINT_TIERS = ("ram", "rocks")
+DEFAULT_PORT = 8102
+
+
+class HeartbeatSettings(EvaluatorSettings):
+    """``STRATA_*`` environment of ``python -m heartbeat`` (docs/heartbeats.md)."""
+
+    intake_url: str = Field(
+        default="http://127.0.0.1:8100", description="intake's public URL the emitter posts to"
+    )
+    heartbeat_api_key: str | None = Field(
+        default=None,
+        description="API key of the heartbeat org (STRATA_HEARTBEAT_ORG); none: no heartbeats",
+    )
+    emit_interval_seconds: float = Field(
+        default=1.0, gt=0, description="one heartbeat every this many seconds"
+    )
+    store_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="timeout of each request to a store's read API"
+    )
+    registry_cache_seconds: float = Field(
+        default=1.0, ge=0, description="how long discovered store instances are reused"
+    )
+    gate_point_tiers: list[str] = Field(
+        default=list(GATE_POINT_TIERS),
+        description="point tiers whose watermark gates a monitor: the first with an owner",
+    )
+
+    @property
+    def port(self) -> int:
+        return self.http_port if self.http_port is not None else DEFAULT_PORT

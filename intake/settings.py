@@ -39,12 +39,6 @@ class IntakeSettings(CommonSettings):
     announce_cache_size: int = Field(
         default=1_000_000, ge=1, description="(series, index bucket) pairs remembered as announced"
     )
-    heartbeat_org: str = Field(
-        default="strata-heartbeat",
-        min_length=1,
-        description="submissions with a key of this org are heartbeats: intake writes a "
-        "completeness marker to every partition of every topic instead of points",
-    )
     identity_cache_size: int = Field(
         default=100_000,
         ge=1,

@@ -9,6 +9,8 @@ import uvicorn
 
 from query.app import create_app
 from query.cache import CachedHttpStoreClient, SegmentCache, stats_router
+from query.monitor_store import MonitorStore
+from query.routes_monitors import monitor_router
 from query.settings import QuerySettings
 from query.stores_client import RegistryView, StoreUnavailable
 from strata.keys import KeyStore
@@ -46,8 +48,15 @@ def main() -> None:
         client.remember_coverage()
     except StoreUnavailable as exc:
         logging.getLogger(__name__).warning("tier coverage not seeded: %s", exc)
-    app = create_app(settings, client, KeyStore(settings.keys_path))
+    keys = KeyStore(settings.keys_path)
+    app = create_app(settings, client, keys)
     app.include_router(stats_router(cache))
+    # Monitors live in Redis (the registry's unless STRATA_MONITORS_REDIS_URL is set): the
+    # evaluator (python -m heartbeat) reads them there and writes their states back.
+    monitors = MonitorStore.from_url(settings.monitors_url)
+    app.include_router(
+        monitor_router(monitors, keys, retry_after_seconds=settings.retry_after_seconds)
+    )
     try:
         uvicorn.run(
             app,
@@ -61,6 +70,7 @@ def main() -> None:
     finally:
         http.close()
         registry.close()
+        monitors.close()
         if cache is not None:
             cache.close()
 

@@ -63,6 +63,15 @@ class QuerySettings(CommonSettings):
         default=5.0, ge=0, description="after a cache Redis error, answer uncached this long"
     )
 
+    monitors_redis_url: str | None = Field(
+        default=None,
+        description="Redis holding the monitors (STRATA_MONITORS_REDIS_URL); REDIS_URL if unset",
+    )
+
+    @property
+    def monitors_url(self) -> str:
+        return self.monitors_redis_url or self.redis_url
+
     @property
     def cache_url(self) -> str:
         return self.query_cache_url or self.redis_url

@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -32,7 +33,7 @@ from strata.endpoints import (
     read_json,
     write_json_atomic,
 )
-from strata.keys import create_keys
+from strata.keys import NewKeys, create_keys
 from strata.servers import RunningServer, ServerFailed, free_port, port_open, spawn
 from strata.settings import CommonSettings
 from strata.supervisor import (
@@ -86,6 +87,7 @@ class Up:
         self.servers: list[RunningServer] = []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sup: Supervision | None = None
+        self.heartbeat_keys: NewKeys | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -131,7 +133,9 @@ class Up:
         tansu = start_tansu(self.log_dir, port=s.kafka_port)
         self.servers.append(tansu)
         self.say(f"kafka (tansu, in-memory log) is up on {tansu.address}")
-        valkey = start_valkey(self.log_dir, port=s.redis_port, data_dir=self.data_dir / "valkey")
+        valkey = start_valkey(
+            self.log_dir, port=s.redis_port, data_dir=self.data_dir / "valkey", persist=True
+        )
         self.servers.append(valkey)
         self.say(f"redis (valkey) is up on {valkey.address}")
         if self.stop_requested:
@@ -139,6 +143,8 @@ class Up:
         topics = ensure_topics(s)
         self.say("topics ready: " + ", ".join(f"{t} ({n} partitions)" for t, n in topics.items()))
         self.say(f"{'created' if created else 'reusing'} keys for org {s.org}")
+        # The emitter's key: intake turns this org's submissions into heartbeat markers.
+        self.heartbeat_keys, _ = default_org_keys(self.data_dir, s.keys_path, s.heartbeat_org)
 
         ports = {"intake": s.intake_port, "query": s.query_port}
         ports |= {n: free_port() for n in INTERNAL_COMPONENTS}
@@ -160,6 +166,10 @@ class Up:
     def _spawn(self, c: Component) -> None:
         assert self.sup is not None
         env = component_env(os.environ, self.settings, c)
+        if c.name == "heartbeat":
+            assert self.sup is not None and self.heartbeat_keys is not None
+            env["STRATA_INTAKE_URL"] = self.sup.states["intake"].component.url
+            env["STRATA_HEARTBEAT_API_KEY"] = self.heartbeat_keys.api_key
         argv = [sys.executable, "-m", c.module]
         proc = spawn(c.name, argv, self.log_dir / f"{c.name}.log", env=env)
         self.procs[c.name] = proc
@@ -234,7 +244,8 @@ class Up:
             if sup.started_up and not announced:
                 announced = True
                 self._write_endpoints(api_key, app_key, components)
-                intake, query = components[0].url, components[-1].url
+                by_name = {c.name: c for c in components}
+                intake, query = by_name["intake"].url, by_name["query"].url
                 self.say(
                     f"strata is up: intake {intake}, query {query} — keys in "
                     f"{self.data_dir / ENDPOINTS_FILE}"
@@ -322,7 +333,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from strata.registry import Registry
+    from strata.registry import Registry, pipeline_lag
 
     settings = _data_settings(args.data_dir)
     data_dir = settings.data_dir
@@ -340,7 +351,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         registry = Registry(redis_url, socket_timeout=1.0)
         try:
-            report["registry"] = [json.loads(r.to_json()) for r in registry.discover()]
+            found = registry.discover()
+            report["registry"] = [json.loads(r.to_json()) for r in found]
+            # now - watermark: how far each store's durable data trails what intake accepted
+            report["lag"] = [asdict(row) for row in pipeline_lag(found, time.time())]
         finally:
             registry.close()
     except Exception as exc:  # any Redis failure is reported, status never crashes
@@ -363,9 +377,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"registry at {redis_url} unreachable: {report['registry_error']}")
     else:
         print(f"registry at {redis_url}: {len(report['registry'])} instance(s)")
+        lags: dict[str, list[str]] = {}
+        for row in report["lag"]:
+            lag = "-" if row["lag_seconds"] is None else f"{row['lag_seconds']:.1f}s"
+            lags.setdefault(row["instance"], []).append(f"{row['partition']}:{lag}")
         for r in report["registry"]:
             parts = ",".join(str(p) for p in r["partitions"])
             print(f"  {r['kind']:<9} {r['instance']:<20} {r['address']}  partitions [{parts}]")
+            print(f"  {'':<9} pipeline lag per partition: {' '.join(lags.get(r['instance'], []))}")
     return 0 if ok else 1
 
 

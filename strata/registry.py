@@ -8,6 +8,7 @@ query service stops routing to it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -72,3 +73,30 @@ class Registry:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def watermark_of(reg: Registration, partition: int) -> int | None:
+    """The instance's watermark (heartbeat marker time, ms) of ``partition``, if any."""
+    mark = reg.watermarks.get(partition)
+    return int(mark[0]) if mark else None
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    kind: str
+    instance: str
+    partition: int
+    complete_through_ms: int | None
+    lag_seconds: float | None  # now - watermark; None before the first marker
+
+
+def pipeline_lag(registrations: Iterable[Registration], now: float) -> list[Lag]:
+    """End-to-end pipeline lag (now - watermark) per store instance and owned partition:
+    how far behind what intake accepted each store's durable data is."""
+    rows: list[Lag] = []
+    for reg in registrations:
+        for p in sorted(reg.partitions):
+            mark = watermark_of(reg, p)
+            lag = None if mark is None else round(max(0.0, now - mark / 1000), 3)
+            rows.append(Lag(reg.kind, reg.instance, p, mark, lag))
+    return sorted(rows, key=lambda r: (r.kind, r.partition, r.instance))

@@ -168,13 +168,19 @@ def start_tansu(
 
 
 def start_valkey(
-    log_dir: Path, *, port: int | None = None, data_dir: Path | None = None
+    log_dir: Path, *, port: int | None = None, data_dir: Path | None = None, persist: bool = False
 ) -> RunningServer:
+    """A Valkey server. ``persist``: an append-only file in ``data_dir`` (fsync every
+    second), so what lives only in Redis (monitors and their states) survives a restart;
+    otherwise nothing is written to disk (registry entries and cache are rebuilt anyway)."""
     port = port or free_port()
     workdir = data_dir or log_dir
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [str(valkey_binary()), "--port", str(port), "--bind", "127.0.0.1"]
-    argv += ["--dir", str(workdir), "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(workdir), "--save", ""]
+    argv += (
+        ["--appendonly", "yes", "--appendfsync", "everysec"] if persist else ["--appendonly", "no"]
+    )
     proc = spawn("valkey", argv, log_dir / "valkey.log")
     server = RunningServer("valkey", port, proc, log_dir / "valkey.log")
 

@@ -23,6 +23,7 @@ class CommonSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="registry/cache Redis")
     topic_points: str = "strata.points"
     topic_series: str = "strata.series"
+    topic_sketches: str = "strata.sketches"
     topic_dead_letter: str = "strata.dead-letter"
     partitions: int = Field(default=4, ge=1, description="partitions per topic when created")
     keys_file: Path | None = Field(default=None, description="defaults to DATA_DIR/keys.json")
@@ -33,6 +34,12 @@ class CommonSettings(BaseSettings):
     advertise_url: str | None = Field(default=None, description="URL others use to reach us")
     instance_id: str | None = Field(default=None, description="None = <kind>-<host>-<pid>")
     session_timeout_ms: int = Field(default=6000, description="consumer group session timeout")
+    heartbeat_org: str = Field(
+        default="strata-heartbeat",
+        min_length=1,
+        description="the reserved org of heartbeat keys: intake turns its submissions into "
+        "completeness markers on every partition (docs/heartbeats.md)",
+    )
 
     @property
     def keys_path(self) -> Path:

@@ -58,6 +58,7 @@ SERVICE_MODULES: dict[str, str] = {
     "archive": "stores.archive",
     "tags": "stores.tags",
     "inverted": "stores.inverted",
+    "heartbeat": "heartbeat",
 }
 
 SERVICE_LABELS: dict[str, str] = {
@@ -68,11 +69,13 @@ SERVICE_LABELS: dict[str, str] = {
     "archive": "archive store",
     "tags": "tag index",
     "inverted": "inverted index",
+    "heartbeat": "heartbeat + monitors",
 }
 
 # Start order; also the order of progress lines when several become healthy at once.
-# The point tiers (ram, rocks, archive) before the indexes and query, freshest first.
-START_ORDER = ("intake", "ram", "rocks", "archive", "tags", "inverted", "query")
+# The point tiers (ram, rocks, archive) before the indexes and query, freshest first; the
+# heartbeat emitter and monitor evaluator last (they use all the others).
+START_ORDER = ("intake", "ram", "rocks", "archive", "tags", "inverted", "query", "heartbeat")
 
 # Components on internal ports chosen freshly at each ``strata up`` (the public ones, intake
 # and query, have fixed ports a user can name).

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from heartbeat.emitter import Emitter
-from heartbeat.gate import PipelineGate, pipeline_lag
+from heartbeat.gate import PipelineGate
 from query.stores_client import RegistryView
 from strata.keys import create_keys
 from strata.partitioning import partition_for, partition_key
-from strata.registry import Registration, Registry
+from strata.registry import Registration, Registry, pipeline_lag
 from strata.settings import CommonSettings
 from strata.topics import ensure_topics
 from tests.integration.intake_support import intake_settings, running_intake

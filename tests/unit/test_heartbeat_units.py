@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from heartbeat.emitter import HEARTBEAT_METRIC, Emitter, heartbeat_payload
-from heartbeat.gate import PipelineGate, completeness, pipeline_lag
+from heartbeat.gate import PipelineGate, completeness
 from intake.heartbeats import InFlight, heartbeat_emit_ms
 from intake.parse import PayloadError
 from stores.runtime.watermarks import MAX_PENDING, Watermark, Watermarks, as_registry
 from strata.partitioning import partition_for, partition_key
-from strata.registry import Registration
+from strata.registry import Registration, pipeline_lag
 
 # -- store watermarks -----------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ PORTS = {
     "inverted": 9003,
     "rocks": 9004,
     "archive": 9005,
+    "heartbeat": 9006,
 }
 
 
@@ -53,6 +54,7 @@ def test_plan_needs_every_port() -> None:
         "stores.tags",
         "stores.inverted",
         "query",
+        "heartbeat",
     ]
 
 
@@ -71,9 +73,10 @@ def test_started_up_only_when_every_component_is_healthy() -> None:
     sup = Supervision(plan_components(PORTS))
     for name in START_ORDER:
         sup.spawned(name, 1, now=0.0)
-    for name in START_ORDER[:-1]:
-        sup.healthy(name, now=1.0)
-        assert not sup.started_up
+    for name in START_ORDER:
+        if name != "query":
+            sup.healthy(name, now=1.0)
+            assert not sup.started_up
     line = sup.healthy("query", now=1.0)
     assert sup.started_up
     assert line == "query is up on http://127.0.0.1:8101 (pid 1)"
@@ -114,7 +117,15 @@ def test_start_timeout_lists_only_slow_starters() -> None:
         sup.spawned(name, 1, now=0.0)
     sup.healthy("intake", now=1.0)
     assert sup.timed_out(now=5.0) == []
-    assert sup.timed_out(now=10.5) == ["ram", "rocks", "archive", "tags", "inverted", "query"]
+    assert sup.timed_out(now=10.5) == [
+        "ram",
+        "rocks",
+        "archive",
+        "tags",
+        "inverted",
+        "query",
+        "heartbeat",
+    ]
 
 
 def test_unknown_component_is_a_specific_error() -> None:
