@@ -152,8 +152,11 @@ class Pipeline:
         return int(self.process.returncode)
 
 
-def start_pipeline(data_dir: Path, *, partitions: int = 3) -> Pipeline:
-    """Start ``strata up`` on free ports and wait for its endpoints.json."""
+def start_pipeline(
+    data_dir: Path, *, partitions: int = 3, env: dict[str, str] | None = None
+) -> Pipeline:
+    """Start ``strata up`` on free ports and wait for its endpoints.json; ``env`` adds
+    ``STRATA_*`` settings (strata up passes them to every service)."""
     require_services()
     output = data_dir.parent / f"{data_dir.name}-up.log"
     argv = [sys.executable, "-m", "strata.cli", "up", "--data-dir", str(data_dir)]
@@ -166,6 +169,7 @@ def start_pipeline(data_dir: Path, *, partitions: int = 3) -> Pipeline:
         # A restarted store must rejoin its group quickly (join takes ~half of this).
         "STRATA_SESSION_TIMEOUT_MS": "2000",
         "STRATA_RESTART_INITIAL_SECONDS": "0.2",
+        **(env or {}),
     }
     proc = spawn("strata-up", argv, output, env=env)
     endpoints_path = data_dir / "endpoints.json"

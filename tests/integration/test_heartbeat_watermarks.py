@@ -6,7 +6,9 @@ per partition it owns. Then:
 
 - SIGSTOP of one of two RAM instances freezes the gate of the metrics in its partitions
   (their data may be missing) while metrics in the other RAM instance's partitions keep
-  advancing: only the partition that holds a metric gates it;
+  advancing: only the partition that holds a metric gates it. A real evaluator (in this
+  process, monitors in Valkey) holds the monitor of a frozen partition as delayed and keeps
+  judging the monitor whose partition is healthy;
 - after SIGCONT the frozen watermarks catch up past the resume time.
 """
 
@@ -19,11 +21,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from heartbeat.emitter import Emitter
+from heartbeat.evaluator import build_evaluator
 from heartbeat.gate import PipelineGate
-from query.stores_client import RegistryView
+from heartbeat.settings import EvaluatorSettings
+from query.monitors import validate_definition
+from query.stores_client import HttpStoreClient, RegistryView
 from strata.keys import create_keys
 from strata.partitioning import partition_for, partition_key
 from strata.registry import Registration, Registry, pipeline_lag
@@ -114,11 +120,25 @@ def test_watermarks_advance_per_partition_and_gate_only_their_metrics(
             assert stopped is not None
             running = [p for p in range(PARTITIONS) if p not in stopped.partitions]
             held, free = metric_in(stopped.partitions), metric_in(running)
+            settings = EvaluatorSettings(redis_url=env["STRATA_REDIS_URL"], max_delay_seconds=2)
+            http = httpx.Client(timeout=5.0)
+            client = HttpStoreClient(RegistryView(registry, 0.0, topics=topics), http)
+            evaluator, monitors, notifier = build_evaluator(settings, client, gate)
+            ids = {}
+            for metric in (held, free):
+                body = {"type": "metric alert", "query": f"avg(last_1m):avg:{metric}{{*}} > 1"}
+                ids[metric] = monitors.create(ORG, validate_definition(body)).monitor.id
+            evaluator.evaluate_once()
+            assert evaluator.delayed() == []
             assert ram2.server is not None
             os.kill(ram2.server.process.pid, signal.SIGSTOP)
             paused_at = time.time()
             try:
                 time.sleep(4.0)  # well inside the registry TTL: its entry stays, frozen
+                evaluator.evaluate_once()
+                status = evaluator.status()
+                assert status[ids[held]].delayed, status[ids[held]]
+                assert not status[ids[free]].delayed, status[ids[free]]
                 through_held, through_free = gate(ORG, [held]), gate(ORG, [free])
                 assert through_held is not None and through_free is not None
                 assert through_held <= paused_at + 1  # frozen at the pause
@@ -133,6 +153,13 @@ def test_watermarks_advance_per_partition_and_gate_only_their_metrics(
                 return t is not None and t >= resumed
 
             wait_for(caught_up, timeout=30, what="the resumed RAM instance's watermarks")
+            evaluator.evaluate_once()
+            assert evaluator.delayed() == []
+            for mid in ids.values():
+                monitors.delete(ORG, mid)
+            notifier.close()
+            monitors.close()
+            http.close()
         finally:
             stop.set()
             beating.join(5)
