@@ -377,14 +377,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"registry at {redis_url} unreachable: {report['registry_error']}")
     else:
         print(f"registry at {redis_url}: {len(report['registry'])} instance(s)")
-        lags: dict[str, list[str]] = {}
+        lags: dict[tuple[str, str], list[str]] = {}
         for row in report["lag"]:
             lag = "-" if row["lag_seconds"] is None else f"{row['lag_seconds']:.1f}s"
-            lags.setdefault(row["instance"], []).append(f"{row['partition']}:{lag}")
+            lags.setdefault((row["kind"], row["instance"]), []).append(f"{row['partition']}:{lag}")
         for r in report["registry"]:
             parts = ",".join(str(p) for p in r["partitions"])
             print(f"  {r['kind']:<9} {r['instance']:<20} {r['address']}  partitions [{parts}]")
-            print(f"  {'':<9} pipeline lag per partition: {' '.join(lags.get(r['instance'], []))}")
+            lag_line = " ".join(lags.get((r["kind"], r["instance"]), []))
+            print(f"  {'':<9} pipeline lag per partition: {lag_line}")
     return 0 if ok else 1
 
 
