@@ -35,3 +35,27 @@ lint: install-test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks (docs/benchmarks.md). Modules are found by glob, so new bench/bench_*.py run too.
+#   make bench       every bench/bench_*.py in quick mode (--quick if the module has it, else
+#                    its defaults; bench_query's default is its small data set), then a short
+#                    load-driver run against a strata up it starts and stops (< 10 min)
+#   make bench-full  the long versions (--full where a module has it) and longer load runs
+BENCH_MODULES = $(sort $(basename $(notdir $(wildcard bench/bench_*.py))))
+
+.PHONY: bench bench-full
+
+bench: install-test
+	@set -e; for m in $(BENCH_MODULES); do \
+	  flag=""; if $(BIN)/python -m bench.$$m --help | grep -q -- '--quick'; then flag=--quick; fi; \
+	  echo "== python -m bench.$$m $$flag"; $(BIN)/python -m bench.$$m $$flag; done
+	@echo "== python -m bench.load_driver --up --duration 20 --points-per-series 10"
+	$(BIN)/python -m bench.load_driver --up --duration 20 --points-per-series 10
+
+bench-full: install-test
+	@set -e; for m in $(BENCH_MODULES); do \
+	  flag=""; if $(BIN)/python -m bench.$$m --help | grep -q -- '--full'; then flag=--full; fi; \
+	  echo "== python -m bench.$$m $$flag"; $(BIN)/python -m bench.$$m $$flag; done
+	@echo "== python -m bench.load_driver --up --duration 60 (agent shape, then 10 points/series)"
+	$(BIN)/python -m bench.load_driver --up --duration 60
+	$(BIN)/python -m bench.load_driver --up --duration 60 --points-per-series 10
