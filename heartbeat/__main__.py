@@ -21,12 +21,14 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.metrics_core import Metric
 
 from heartbeat.emitter import Emitter
 from heartbeat.evaluator import Evaluator, build_evaluator
 from heartbeat.gate import PipelineGate
 from heartbeat.settings import HeartbeatSettings
-from query.stores_client import HttpStoreClient, RegistryView
+from query.stores_client import HttpStoreClient, RegistryView, kind_topics
+from strata.observability import FunctionCollector, counter, gauge, instrument
 from strata.registry import Registry, pipeline_lag
 
 log = logging.getLogger("heartbeat")
@@ -36,6 +38,22 @@ def status_app(
     emitter: Emitter | None, evaluator: Evaluator, registry: Registry, settings: HeartbeatSettings
 ) -> FastAPI:
     app = FastAPI(title="Strata heartbeat", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def families() -> list[Metric]:
+        sent = emitter.stats.sent if emitter is not None else 0
+        failed = emitter.stats.failed if emitter is not None else 0
+        return [
+            counter("strata_heartbeat_sent", "heartbeats intake accepted", (), [((), sent)]),
+            counter("strata_heartbeat_failed", "heartbeats not accepted", (), [((), failed)]),
+            gauge(
+                "strata_monitors_delayed",
+                "monitors whose latest evaluation was held: their data is not complete yet",
+                (),
+                [((), len(evaluator.delayed()))],
+            ),
+        ]
+
+    instrument(app, "strata_heartbeat").register(FunctionCollector(families))
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -82,9 +100,7 @@ def main() -> None:
     )
     stop = threading.Event()
     registry = Registry(settings.redis_url)
-    topics = {kind: settings.topic_points for kind in ("ram", "rocks", "archive")}
-    topics.update({kind: settings.topic_series for kind in ("tags", "inverted")})
-    view = RegistryView(registry, settings.registry_cache_seconds, topics=topics)
+    view = RegistryView(registry, settings.registry_cache_seconds, topics=kind_topics(settings))
     http = httpx.Client(timeout=settings.store_timeout_seconds)
     client = HttpStoreClient(view, http)
     gate = PipelineGate(

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from intake.batching import ParsedPayload
 from intake.counters import IntakeCounters
 from intake.decode import V1_LIMITS, V2_LIMITS, BodyError, BodyLimits, check_wire_size, decode_body
+from intake.distributions import ParsedDistributions, parse_distributions
 from intake.heartbeats import HEARTBEAT_KEY, InFlight, heartbeat_emit_ms
 from intake.identity import SeriesIdentities
 from intake.parse import PayloadError, load_json, parse_v1, parse_v2
@@ -31,8 +32,16 @@ from intake.producer import BrokerUnavailable, OutMessage, PartitionCounts, Reli
 from intake.rejections import TimeWindow
 from intake.series_tracker import SeriesTracker
 from intake.settings import IntakeSettings
-from strata.codec import HeartbeatMarker, encode_heartbeat, encode_points, encode_series
+from strata.codec import (
+    HeartbeatMarker,
+    SeriesBatch,
+    encode_heartbeat,
+    encode_points,
+    encode_series,
+    encode_sketches,
+)
 from strata.keys import KeysFileError, KeyStore
+from strata.observability import FunctionCollector, instrument
 from strata.partitioning import partition_for, partition_key
 from strata.topics import ensure_topics
 
@@ -92,9 +101,10 @@ class Intake:
             },
             settings.produce_timeout_seconds,
             on_replace=self._count_replacement,
+            on_result=self.counters.produced,
         )
         self.partitions: PartitionCounts | None = None
-        self._topics = (settings.topic_points, settings.topic_series)
+        self._topics = (settings.topic_points, settings.topic_series, settings.topic_sketches)
         self.inflight = InFlight()
 
     def _count_replacement(self) -> None:
@@ -210,21 +220,7 @@ class Intake:
             log.info("org %s: 400 %s", org, str(exc)[:300])
             self.counters.requests_refused[400] += 1
             return _errors(400, str(exc))
-        announcements = []
-        for b in parsed.batches:
-            new = self.tracker.unannounced(b.series)
-            if new is not None:
-                announcements.append(new)
-        messages: list[OutMessage] = []
-        if announcements:
-            assert self.partitions is not None
-            n = self.partitions.get(self.settings.topic_series)
-            for s in announcements:
-                key = partition_key(org, s.metric)
-                value = encode_series(s)
-                messages.append(
-                    OutMessage(self.settings.topic_series, partition_for(key, n), key, value)
-                )
+        announcements, messages = self._announcements(org, [b.series for b in parsed.batches])
         messages.extend(point_messages)
         await self.producer.produce_all(messages)
         # Only now: a failed request must not suppress the next announcement.
@@ -237,6 +233,82 @@ class Intake:
             # Never an "errors" key on v1: the datadog package treats it as failure.
             return JSONResponse({"status": "ok"}, status_code=202)
         return JSONResponse({"errors": parsed.messages()}, status_code=202)
+
+    def _announcements(
+        self, org: str, touched: list[SeriesBatch]
+    ) -> tuple[list[SeriesBatch], list[OutMessage]]:
+        """The (series, bucket) rows not announced yet, and their series-topic messages."""
+        announcements = []
+        for batch in touched:
+            new = self.tracker.unannounced(batch)
+            if new is not None:
+                announcements.append(new)
+        messages: list[OutMessage] = []
+        if announcements:
+            assert self.partitions is not None
+            n = self.partitions.get(self.settings.topic_series)
+            for s in announcements:
+                key = partition_key(org, s.metric)
+                value = encode_series(s)
+                messages.append(
+                    OutMessage(self.settings.topic_series, partition_for(key, n), key, value)
+                )
+        return announcements, messages
+
+    # --- distributions (intake/distributions.py) ---------------------------------------
+
+    def _parse_distributions(
+        self, org: str, body: bytes, encoding: str | None
+    ) -> tuple[ParsedDistributions, list[OutMessage]]:
+        """Worker thread: decompress, parse, fold values into sketches, encode."""
+        doc = load_json(decode_body(body, encoding, V1_LIMITS))
+        window = TimeWindow(
+            int(self._clock()),
+            self.settings.late_window_for(org),
+            self.settings.future_window_seconds,
+        )
+        parsed = parse_distributions(doc, org, window, self.identities)
+        messages = []
+        if parsed.batches:
+            assert self.partitions is not None
+            topic = self.settings.topic_sketches
+            n = self.partitions.get(topic)
+            for b in parsed.batches:
+                key = partition_key(org, b.sketches.metric)
+                value = encode_sketches(b.sketches)
+                messages.append(OutMessage(topic, partition_for(key, n), key, value))
+        return parsed, messages
+
+    async def submit_distributions(self, request: Request) -> Response:
+        """``POST /api/v1/distribution_points``: 202 ``{"status": "ok"}`` once the broker
+        acknowledged the sketches and the series announcements (docs/intake.md)."""
+        org = self.org_for(request)
+        if org == self.settings.heartbeat_org:
+            return _errors(400, "heartbeat keys submit series, not distribution points")
+        token = self.inflight.start(self._clock())
+        try:
+            body = await self.read_body(request, V1_LIMITS)
+            try:
+                parsed, sketch_messages = await run_in_threadpool(
+                    self._parse_distributions, org, body, request.headers.get("content-encoding")
+                )
+            except PayloadError as exc:
+                log.info("org %s: 400 %s", org, str(exc)[:300])
+                self.counters.requests_refused[400] += 1
+                return _errors(400, str(exc))
+            touched = [b.series for b in parsed.batches]
+            announcements, messages = self._announcements(org, touched)
+            messages.extend(sketch_messages)
+            await self.producer.produce_all(messages)
+            for s in announcements:
+                self.tracker.mark(s)
+            self.counters.messages_produced += len(messages)
+            self.counters.points_accepted += parsed.points
+            self.counters.points_rejected.update(parsed.rejected_by_reason())
+            # Like /api/v1/series: never an "errors" key (the datadog package fails on it).
+            return JSONResponse({"status": "ok"}, status_code=202)
+        finally:
+            self.inflight.end(token)
 
 
 def create_app(settings: IntakeSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -255,6 +327,8 @@ def create_app(settings: IntakeSettings, *, clock: Callable[[], float] = time.ti
 
     app = FastAPI(title="Strata intake", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.intake = intake
+    # GET /metrics: requests by route and status, and the counters (docs/operations.md).
+    instrument(app, "strata_intake").register(FunctionCollector(intake.counters.families))
 
     @app.exception_handler(Forbidden)
     async def forbidden(_request: Request, _exc: Forbidden) -> Response:
@@ -286,6 +360,10 @@ def create_app(settings: IntakeSettings, *, clock: Callable[[], float] = time.ti
     @app.post("/api/v1/series")
     async def series_v1(request: Request) -> Response:
         return await intake.submit(_V1, request)
+
+    @app.post("/api/v1/distribution_points")
+    async def distribution_points(request: Request) -> Response:
+        return await intake.submit_distributions(request)
 
     @app.get("/api/v1/validate")
     async def validate(request: Request) -> Response:

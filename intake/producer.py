@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,7 +40,14 @@ class OutMessage:
 
 
 class BrokerUnavailable(RuntimeError):
-    """The request's messages could not all be acknowledged; the client should retry."""
+    """The request's messages could not all be acknowledged; the client should retry.
+
+    ``reason`` is a bounded label for the metrics (queue_full, produce_failed,
+    ack_timeout, delivery_failed, no_metadata)."""
+
+    def __init__(self, message: str, reason: str = "unavailable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _DeliveryFailed(Exception):
@@ -114,6 +122,7 @@ class ReliableProducer:
         timeout: float,
         *,
         on_replace: Callable[[], None] | None = None,
+        on_result: Callable[[float, str | None], None] | None = None,
     ) -> None:
         self._config = {
             **config,
@@ -124,6 +133,8 @@ class ReliableProducer:
         }
         self._timeout = timeout
         self._on_replace = on_replace
+        # (seconds, None) per acknowledged produce_all, (seconds, reason) per failed one.
+        self._on_result = on_result
         self._generations = 0
         self._current: _Generation | None = None
 
@@ -153,6 +164,18 @@ class ReliableProducer:
         """Return once every message is acknowledged; raise :class:`BrokerUnavailable`."""
         if not messages:
             return
+        if self._on_result is None:
+            await self._produce_all(messages)
+            return
+        started = time.perf_counter()
+        try:
+            await self._produce_all(messages)
+        except BrokerUnavailable as exc:
+            self._on_result(time.perf_counter() - started, exc.reason)
+            raise
+        self._on_result(time.perf_counter() - started, None)
+
+    async def _produce_all(self, messages: Sequence[OutMessage]) -> None:
         loop = asyncio.get_running_loop()
         gen = self._producer()
         futures: list[asyncio.Future[None]] = []
@@ -169,21 +192,23 @@ class ReliableProducer:
                         on_delivery=partial(_on_delivery, loop, fut),
                     )
                 except BufferError:
-                    raise BrokerUnavailable("the local produce queue is full") from None
+                    raise BrokerUnavailable(
+                        "the local produce queue is full", "queue_full"
+                    ) from None
                 except KafkaException as exc:
                     self._retire(gen, f"produce failed: {exc}")
-                    raise BrokerUnavailable(f"produce failed: {exc}") from None
+                    raise BrokerUnavailable(f"produce failed: {exc}", "produce_failed") from None
             try:
                 async with asyncio.timeout(self._timeout):
                     await asyncio.gather(*futures)
             except TimeoutError:
                 self._retire(gen, "acknowledgement timeout")
                 raise BrokerUnavailable(
-                    f"the broker did not acknowledge within {self._timeout:g}s"
+                    f"the broker did not acknowledge within {self._timeout:g}s", "ack_timeout"
                 ) from None
             except _DeliveryFailed as exc:
                 self._retire(gen, f"delivery failed: {exc}")
-                raise BrokerUnavailable(f"delivery failed: {exc}") from None
+                raise BrokerUnavailable(f"delivery failed: {exc}", "delivery_failed") from None
         finally:
             for fut in futures:
                 fut.cancel()  # no-op on settled ones; silences the rest
@@ -210,7 +235,7 @@ class PartitionCounts:
         """Raise :class:`BrokerUnavailable` for a topic never seen in metadata."""
         n = self._counts.get(topic)
         if not n:
-            raise BrokerUnavailable(f"no partition metadata for topic {topic}")
+            raise BrokerUnavailable(f"no partition metadata for topic {topic}", "no_metadata")
         return n
 
     def refresh(self, topics: Sequence[str], timeout: float = 5.0) -> None:

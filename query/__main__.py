@@ -9,10 +9,11 @@ import uvicorn
 
 from query.app import create_app
 from query.cache import CachedHttpStoreClient, SegmentCache, stats_router
+from query.metadata_writer import MetadataWriter
 from query.monitor_store import MonitorStore
 from query.routes_monitors import monitor_router
 from query.settings import QuerySettings
-from query.stores_client import RegistryView, StoreUnavailable
+from query.stores_client import RegistryView, StoreUnavailable, kind_topics
 from strata.keys import KeyStore
 from strata.registry import Registry
 
@@ -21,9 +22,7 @@ def main() -> None:
     settings = QuerySettings.load()
     logging.basicConfig(level=settings.log_level)
     registry = Registry(settings.redis_url)
-    topics = {kind: settings.topic_points for kind in ("ram", "rocks", "archive")}
-    topics.update({kind: settings.topic_series for kind in ("tags", "inverted")})
-    view = RegistryView(registry, settings.registry_cache_seconds, topics=topics)
+    view = RegistryView(registry, settings.registry_cache_seconds, topics=kind_topics(settings))
     http = httpx.Client(timeout=settings.store_timeout_seconds)
     cache = (
         SegmentCache.from_url(
@@ -42,6 +41,7 @@ def main() -> None:
         coverage_margin_seconds=settings.coverage_margin_seconds,
         segment_cache=cache,
     )
+    client.metadata_writer = MetadataWriter(settings.kafka_bootstrap, settings.topic_series)
     try:
         # Seed the remembered tier histories from whatever is registered now, so a tier
         # restarting right after this process starts is not taken for "no history".
@@ -71,6 +71,7 @@ def main() -> None:
         http.close()
         registry.close()
         monitors.close()
+        client.metadata_writer.close()
         if cache is not None:
             cache.close()
 

@@ -16,8 +16,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from query.cache import SegmentCache, cache_families
 from query.evaluate import evaluate_all, v1_body
 from query.fanout import WARNINGS_HEADER, BudgetExceeded, request_scope, warnings
 from query.language import QuerySyntaxError, parse_list
@@ -30,6 +32,7 @@ from query.segments import Uncovered
 from query.settings import QuerySettings
 from query.stores_client import StoreClient, StoreReplyError, StoreUnavailable
 from strata.keys import KeysFileError, KeyStore
+from strata.observability import FunctionCollector, instrument, route_template
 
 
 class Forbidden(Exception):
@@ -63,6 +66,17 @@ def header_value(messages: list[str], limit: int = 2000) -> str:
 
 def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> FastAPI:
     app = FastAPI(title="Strata query", docs_url=None, redoc_url=None, openapi_url=None)
+    # GET /metrics: requests by route and status, partial answers, the segment cache.
+    registry = instrument(app, "strata_query")
+    partial = Counter(
+        "strata_query_partial_answers",
+        "answers carrying warnings (X-Strata-Warnings: a store or partition missing)",
+        ["route"],
+        registry=registry,
+    )
+    cache = getattr(client, "segment_cache", None)
+    if isinstance(cache, SegmentCache):
+        registry.register(FunctionCollector(lambda: cache_families(cache)))
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse(error_body(message), status_code=status, headers=headers)
@@ -115,6 +129,7 @@ def create_app(settings: QuerySettings, client: StoreClient, keys: KeyStore) -> 
             response = await call_next(request)
             if scope.warnings:
                 response.headers[WARNINGS_HEADER] = header_value(scope.warnings)
+                partial.labels(route_template(request.scope)).inc()
             return response
 
     @app.get("/health")

@@ -22,8 +22,22 @@ class Aggregator(StrEnum):
     COUNT = "count"
 
 
-# Reserved for distributions: parsed, then refused with a clear message.
-PERCENTILES = frozenset({"p50", "p75", "p90", "p95", "p99"})
+class Percentile(StrEnum):
+    """Space aggregators of distribution metrics: the quantile of the sketch that merges a
+    group's sketches of a bucket (docs/query.md, "Distributions")."""
+
+    P50 = "p50"
+    P75 = "p75"
+    P90 = "p90"
+    P95 = "p95"
+    P99 = "p99"
+
+    @property
+    def quantile(self) -> float:
+        return int(self.value[1:]) / 100
+
+
+PERCENTILES = frozenset(p.value for p in Percentile)
 
 
 class FillMode(StrEnum):
@@ -117,7 +131,7 @@ class Fill:
 class MetricQuery:
     """``aggr:metric{scope} by {keys}`` with its modifiers."""
 
-    aggregator: Aggregator
+    aggregator: Aggregator | Percentile  # percentiles: distribution metrics only
     metric: str
     filter: Filter
     group_by: tuple[str, ...] = ()

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ import orjson
 import pyarrow as pa
 import redis
 from fastapi import APIRouter
+from prometheus_client.core import Metric
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -49,6 +50,7 @@ from query.stores_client import (
     StoreClient,
     StoreReplyError,
 )
+from strata.observability import counter, gauge
 from strata.rollup import Rollups
 
 log = logging.getLogger(__name__)
@@ -441,6 +443,28 @@ def stats_router(cache: SegmentCache | None) -> APIRouter:
         return {"cache": cache.stats() if cache is not None else None}
 
     return router
+
+
+def cache_families(cache: SegmentCache) -> Iterator[Metric]:
+    """The cache's counters as Prometheus families, read at scrape time (GET /metrics):
+    ``strata_query_cache_<counter>_total``, ``strata_query_cache_redis_up`` (0 while
+    Redis is avoided after an error: queries are answered uncached) and
+    ``strata_query_cache_hit_ratio`` (hits / lookups since start; NaN before any)."""
+    stats = cache.stats()
+    for name, doc in (
+        ("hits", "cacheable chunks found in Redis"),
+        ("misses", "cacheable chunks looked up and not found"),
+        ("errors", "failed or timed-out Redis calls and undecodable entries"),
+        ("skipped", "cacheable chunks not looked up: Redis failed less than retry_seconds ago"),
+        ("uncacheable", "partial or live-edge chunks read from the tiers"),
+        ("stored", "chunks written to Redis"),
+    ):
+        yield counter(f"strata_query_cache_{name}", doc, (), [((), stats[name])])
+    up = 1.0 if stats["redis"] == "up" else 0.0
+    yield gauge("strata_query_cache_redis_up", "0 while Redis is being avoided", (), [((), up)])
+    lookups = stats["hits"] + stats["misses"]
+    ratio = stats["hits"] / lookups if lookups else float("nan")
+    yield gauge("strata_query_cache_hit_ratio", "hits / (hits + misses)", (), [((), ratio)])
 
 
 class CachedHttpStoreClient(HttpStoreClient):

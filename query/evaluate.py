@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from query import ast
 from query.cache import scope_key
+from query.distributions import DISTRIBUTION, distribution_frame, is_distribution_query
 from query.fanout import parallel, warn
 from query.filters import ScopeTooComplex, compile_filter
 from query.functions import Floats, Frame, apply_unary, moving, top
@@ -223,10 +224,25 @@ def eval_query(q: ast.MetricQuery, ctx: Context, shift: int) -> Frame:
         )
     if sids.size == 0:
         return Frame([], np.empty((0, n)))
-    needs_type = q.rollup is None or q.count_mode is not None
-    mtype = metric_type(ctx.client.series_types(ctx.org, q.metric, sids)) if needs_type else "gauge"
+    if is_distribution_query(q):
+        mtype = DISTRIBUTION
+    else:
+        # A metric has one type: without a rollup method or count mode to choose, one series
+        # still says whether it is a distribution (sketches, not points).
+        needs_type = q.rollup is None or q.count_mode is not None
+        typed = sids if needs_type else sids[:1]
+        mtype = metric_type(ctx.client.series_types(ctx.org, q.metric, typed))
     tags = ctx.client.lookup(ctx.org, q.metric, sids) if q.group_by else {}
     membership, labels = group_membership(sids, tags, q.group_by)
+    if mtype == DISTRIBUTION:
+        groups = (membership, labels)
+        span = (start, end)
+        frame, tiers = distribution_frame(
+            q, ctx.client, ctx.org, sids, groups, ctx.grid, ctx.interval, span, shift
+        )
+        ctx.tiers.update(tiers)
+        return Frame(frame.tag_sets, apply_fill(frame.values, q.fill, ctx.interval))
+    assert isinstance(q.aggregator, ast.Aggregator)  # percentiles took the branch above
 
     rolled, tiers = stitched_rollups(
         ctx.client, ctx.org, q.metric, sids, start, end, ctx.interval, scope=scope_key(res)

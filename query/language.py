@@ -9,7 +9,7 @@ Grammar (whitespace is allowed between every two tokens; keywords in any case)::
     by      := "by" "{" key ("," key)* "}"
     modifier:= ".rollup(" method ["," seconds] ")" | ".fill(" mode ["," seconds] ")"
              | ".as_count()" | ".as_rate()"
-    aggr    := avg | sum | min | max | count          (p50..p99: distributions, refused)
+    aggr    := avg | sum | min | max | count | p50 | p75 | p90 | p95 | p99  (p..: distributions)
     scope   := "*" | item ("," item)*                  item := ["!"] tag
              | or                                      (AND/OR/NOT: never mixed with , !)
     or      := and ("OR" and)*        and := not ("AND" not)*
@@ -142,6 +142,7 @@ def parse_query(text: str) -> MetricQuery:
     if (
         filters is None
         or expr.aggregator is ast.Aggregator.COUNT
+        or isinstance(expr.aggregator, ast.Percentile)
         or (expr.rollup, expr.count_mode, expr.fill) != (None, None, None)
     ):
         raise QuerySyntaxError("query needs the full evaluator (query.evaluate)", expr.pos)
@@ -419,13 +420,13 @@ class _Parser:
                 break
         return ast.MetricQuery(agg, metric, filt, group_by or (), rollup, count_mode, fill, start)
 
-    def aggregator(self, name: str, start: int) -> ast.Aggregator:
+    def aggregator(self, name: str, start: int) -> ast.Aggregator | ast.Percentile:
         if name.lower() in ast.PERCENTILES:
-            raise self.fail(f"distributions are not supported yet: {name!r}", start)
+            return ast.Percentile(name.lower())
         try:
             return ast.Aggregator(name.lower())
         except ValueError:
-            choices = ", ".join(a.value for a in ast.Aggregator)
+            choices = ", ".join([*ast.Aggregator, *ast.Percentile])
             raise self.fail(
                 f"unknown aggregator {name!r}; expected one of {choices}", start
             ) from None

@@ -211,6 +211,12 @@ def parse_monitor_query(text: str) -> MonitorQuery:
     queries = ast.metric_queries(expr)
     if not queries:
         raise s.fail("the monitor query needs at least one metric query", body_start)
+    for q in queries:
+        # The evaluator reads points only; percentiles of distributions are query-only.
+        if isinstance(q.aggregator, ast.Percentile):
+            raise s.fail(
+                f"distributions are not supported yet: {q.aggregator.value!r}", body_start + q.pos
+            )
     return MonitorQuery(
         time_agg=time_agg,
         window=window,

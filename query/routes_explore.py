@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 import query.app  # authenticate; a module import, since query.app includes this router
+from query.distributions import with_distribution_type
 from query.params import BadParameter
 from query.responses import error_body
 from query.stores_client import ExploreClient, explore_client
@@ -105,7 +106,9 @@ def explore_router(client: object, keys: KeyStore) -> APIRouter:
         org, ex = scoped(request)
         metric = metric_name(name)
         found = ex.get_metadata(org, metric)
-        return not_found(metric) if found is None else found
+        if found is None:
+            return not_found(metric)
+        return with_distribution_type(client, org, metric, found)
 
     @router.put("/api/v1/metrics/{name}", response_model=None)
     async def put_metadata(name: str, request: Request) -> dict[str, Any] | JSONResponse:

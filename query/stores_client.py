@@ -23,14 +23,24 @@ import redis
 
 from query.fanout import parallel, timeout_for, warn
 from query.history import TierHistory, parse_coverage
+from query.metadata_writer import MetadataWriteFailed, MetadataWriter
 from query.routing import NoOwner, owner
 from query.segments import TIER_ORDER, TierSource
+from strata.codec import merge_metadata
 from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
 from strata.partitioning import partition_for, partition_key
 from strata.registry import Registration
 from strata.rollup import Rollups
+from strata.settings import CommonSettings
+from strata.sketch import SketchBatch, SketchParams
+from strata.sketch_codec import UnreadableSketch, decode_batch
 
 Sids = npt.NDArray[np.uint64]
+
+#: registry kind of each tier's sketch store (stores/sketches/: a second consumer loop of
+#: the RAM and rocks processes); the archive keeps no sketches yet
+SKETCH_KINDS: dict[str, str] = {"ram": "ram-sketches", "rocks": "rocks-sketches"}
+_POINT_KINDS: dict[str, str] = {tier: tier for tier in TIER_ORDER}
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -41,6 +51,10 @@ class StoreUnavailable(RuntimeError):
 
 class StoreReplyError(RuntimeError):
     """A store answered with an error status or a body that breaks the contract."""
+
+
+# How long a metadata PUT waits for the owning tag index to show the update.
+METADATA_VISIBLE_SECONDS = 5.0
 
 
 class StoreServerError(StoreReplyError):
@@ -114,10 +128,45 @@ class StoreClient(Protocol):
         ...
 
 
+@runtime_checkable
+class SketchClient(Protocol):
+    """The sketch tiers of distribution metrics (docs/query.md, "Distributions"), routed
+    and stitched like the point tiers."""
+
+    def sketch_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
+        """As :meth:`StoreClient.tier_sources`, for the sketch stores: ``TierSource.tier``
+        is the tier (``ram``, ``rocks``) whose sketch store owns the partition."""
+        ...
+
+    def read_sketches(
+        self,
+        source: TierSource,
+        sids: Sids,
+        start: int,
+        end: int,
+        resolution: str,
+        step: int | None = None,
+    ) -> SketchBatch:
+        """``POST /v1/sketches/read`` of ``source``: one row per (sid, bucket of the
+        resolution) whose bucket start is in [start, end], merged further per (sid,
+        ``step`` bucket) when ``step`` is given (a multiple of the resolution's step; the
+        row's time is then its ``step`` bucket start). Raises like
+        :meth:`StoreClient.read_tier`."""
+        ...
+
+
 class Discovery(Protocol):
     """The part of :class:`strata.registry.Registry` the query service uses."""
 
     def discover(self, kind: str | None = None) -> list[Registration]: ...
+
+
+def kind_topics(settings: CommonSettings) -> dict[str, str]:
+    """The topic each registry kind must consume (for :class:`RegistryView`)."""
+    topics = {kind: settings.topic_points for kind in TIER_ORDER}
+    topics.update({kind: settings.topic_series for kind in ("tags", "inverted")})
+    topics.update({kind: settings.topic_sketches for kind in SKETCH_KINDS.values()})
+    return topics
 
 
 class RegistryView:
@@ -163,6 +212,9 @@ class RegistryView:
 class HttpStoreClient:
     """:class:`StoreClient` over the stores' HTTP read APIs."""
 
+    #: writes metric metadata through the series topic (set by query/__main__.py)
+    metadata_writer: MetadataWriter | None = None
+
     def __init__(
         self,
         view: RegistryView,
@@ -186,7 +238,7 @@ class HttpStoreClient:
         """Record the coverage every registered point-tier instance advertises now (called
         once at start, then on every query). Raises :class:`StoreUnavailable` when the
         registry is unreachable."""
-        for kind in TIER_ORDER:
+        for kind in (*TIER_ORDER, *SKETCH_KINDS.values()):
             self._history.observe_registrations(self._view.instances(kind))
 
     # -- plumbing --------------------------------------------------------------------
@@ -320,19 +372,29 @@ class HttpStoreClient:
         nothing now (no owner registered, or catching up) comes with the coverage start
         this process last saw it advertise, if any, so its history is not mistaken for
         time before history (docs/architecture.md, "Planner: stitching tiers")."""
+        return self._sources(org, metric, _POINT_KINDS)
+
+    def sketch_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
+        return self._sources(org, metric, SKETCH_KINDS)
+
+    def _sources(
+        self, org: str, metric: str, kinds: Mapping[str, str]
+    ) -> tuple[int | None, list[TierSource]]:
+        """Per tier of ``kinds`` (tier -> registry kind of its stores), as
+        :meth:`tier_sources` describes."""
         key = partition_key(org, metric)
         partition: int | None = None
         sources: list[TierSource] = []
-        absent: list[str] = []
+        absent: list[tuple[str, str]] = []
         now = self._clock()
-        for kind in TIER_ORDER:
+        for tier, kind in kinds.items():
             instances = self._view.instances(kind)
             self._history.observe_registrations(instances)
             try:
                 reg = owner(instances, kind, org, metric)
             except NoOwner as exc:
                 partition = exc.partition if partition is None else partition
-                absent.append(kind)
+                absent.append((tier, kind))
                 continue
             partition = partition_for(key, reg.partition_count)
             cov = parse_coverage(reg.coverage.get(partition))
@@ -340,22 +402,22 @@ class HttpStoreClient:
                 remembered = self._history.lo(kind, partition, reg.topic)
                 sources.append(
                     TierSource(
-                        kind, reg.instance, reg.address, None, remembered, partition=partition
+                        tier, reg.instance, reg.address, None, remembered, partition=partition
                     )
                 )
                 continue
-            if kind == "ram":
+            if tier == "ram":
                 # RAM's lower bound is ``now - window``: it moved on since the entry was
                 # published (and keeps moving during the read), so the oldest seconds it
                 # advertised may be evicted already. Older tiers serve those.
                 lo = cov[0] + int(max(0.0, now - reg.updated)) + self._margin
                 cov = (lo, cov[1]) if lo <= cov[1] else None
-            sources.append(TierSource(kind, reg.instance, reg.address, cov, partition=partition))
+            sources.append(TierSource(tier, reg.instance, reg.address, cov, partition=partition))
         if partition is not None:
-            for kind in absent:
+            for tier, kind in absent:
                 remembered = self._history.lo(kind, partition, self._view.topic(kind))
                 if remembered is not None:
-                    sources.append(TierSource(kind, "", "", None, remembered))
+                    sources.append(TierSource(tier, "", "", None, remembered))
         return partition, sources
 
     def read_tier(
@@ -377,6 +439,37 @@ class HttpStoreClient:
         if resolution == "raw":
             return decode_points(raw, source=what)
         return decode_rollups(raw, source=what)
+
+    def read_sketches(
+        self,
+        source: TierSource,
+        sids: Sids,
+        start: int,
+        end: int,
+        resolution: str,
+        step: int | None = None,
+    ) -> SketchBatch:
+        if sids.size == 0:
+            return SketchBatch.empty(SketchParams())
+        body: dict[str, Any] = {
+            "sids": sids.tolist(),
+            "from": start,
+            "to": end,
+            "resolution": resolution,
+        }
+        if step is not None:
+            body["step"] = step
+        if source.partition is not None:
+            body["partition"] = source.partition
+        kind = SKETCH_KINDS.get(source.tier, source.tier)
+        reg = Registration(kind=kind, instance=source.instance, address=source.address, topic="")
+        raw = self._post_json(reg, "/v1/sketches/read", body).content
+        try:
+            return decode_batch(raw)
+        except UnreadableSketch as exc:
+            raise StoreReplyError(
+                f"{kind} store {source.instance} sent an unreadable sketch batch: {exc.reason}"
+            ) from exc
 
     def fan_out(
         self, kind: str, path: str, params: dict[str, Any], what: str
@@ -604,16 +697,30 @@ class HttpExploreClient:
         return self._metadata(self._call(org, metric, "GET", "metadata", params={"org": org}))
 
     def put_metadata(self, org: str, metric: str, fields: dict[str, Any]) -> dict[str, Any] | None:
-        data = self._call(
-            org,
-            metric,
-            "PUT",
-            "metadata",
-            params={"org": org},
-            content=orjson.dumps(fields),
-            headers={"content-type": "application/json"},
-        )
-        return self._metadata(data)
+        """Through the series topic (query/metadata_writer.py): produce the update to the
+        metric's partition, then wait until the owning tag index shows it, so a GET right
+        after the PUT reads it."""
+        writer = self._base.metadata_writer
+        if writer is None:
+            raise StoreUnavailable("metadata writes need a Kafka producer (not configured)")
+        current = self.get_metadata(org, metric)
+        if current is None:
+            return None
+        _, partition = self._base._owner("tags", org, metric)
+        try:
+            writer.write(org, metric, fields, partition)
+        except MetadataWriteFailed as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        merged = merge_metadata(current, fields)
+        deadline = time.monotonic() + METADATA_VISIBLE_SECONDS
+        while time.monotonic() < deadline:
+            shown = self.get_metadata(org, metric) or {}
+            if all(shown.get(k) == merged.get(k) for k in fields):
+                return shown
+            time.sleep(0.05)
+        # Stored (acknowledged) but not yet applied by the owner: it will be; say so.
+        warn(f"metadata of {metric!r} stored; the tag index has not applied it yet")
+        return merged
 
 
 def explore_client(client: object) -> ExploreClient | None:

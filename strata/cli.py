@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -88,6 +89,8 @@ class Up:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sup: Supervision | None = None
         self.heartbeat_keys: NewKeys | None = None
+        self.internal_keys: NewKeys | None = None
+        self.self_metrics_stop = threading.Event()
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -145,6 +148,8 @@ class Up:
         self.say(f"{'created' if created else 'reusing'} keys for org {s.org}")
         # The emitter's key: intake turns this org's submissions into heartbeat markers.
         self.heartbeat_keys, _ = default_org_keys(self.data_dir, s.keys_path, s.heartbeat_org)
+        # Strata graphs itself: its own /metrics go into an internal org.
+        self.internal_keys, _ = default_org_keys(self.data_dir, s.keys_path, s.self_metrics_org)
 
         ports = {"intake": s.intake_port, "query": s.query_port}
         ports |= {n: free_port() for n in INTERNAL_COMPONENTS}
@@ -244,6 +249,7 @@ class Up:
             if sup.started_up and not announced:
                 announced = True
                 self._write_endpoints(api_key, app_key, components)
+                self._start_self_metrics(components)
                 by_name = {c.name: c for c in components}
                 intake, query = by_name["intake"].url, by_name["query"].url
                 self.say(
@@ -252,9 +258,28 @@ class Up:
                 )
             time.sleep(POLL_SECONDS)
 
+    def _start_self_metrics(self, components: list[Component]) -> None:
+        """Every service's /metrics, posted to intake as the internal org's series."""
+        interval = self.settings.self_metrics_interval_seconds
+        if interval <= 0 or self.internal_keys is None:
+            return
+        from strata.observability import SelfScraper
+
+        urls = {c.name: c.url for c in components}
+        intake, key = urls["intake"], self.internal_keys.api_key
+
+        def run() -> None:
+            with httpx.Client(timeout=2.0) as http:
+                scraper = SelfScraper(urls, intake, key, http)
+                while not self.self_metrics_stop.wait(interval):
+                    scraper.once()
+
+        threading.Thread(target=run, name="self-metrics", daemon=True).start()
+
     # -- stop ----------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        self.self_metrics_stop.set()
         live = {n: p for n, p in self.procs.items() if p.poll() is None}
         if live:
             self.say(f"stopping {', '.join(live)}")

@@ -10,6 +10,8 @@ Version 1 kinds:
 - ``POINTS`` (1): one (org, metric) batch of points as three columns sid/ts/value.
 - ``SERIES`` (2): series announcements for the indexes: sid, index bucket, metric type,
   interval and the canonical tags of each series.
+- ``SKETCHES`` (3): one (org, metric) batch of distribution sketches: the org and metric,
+  then the columnar sketch batch encoding of :mod:`strata.sketch_codec` (sid, ts, bins).
 - ``HEARTBEAT`` (4): a completeness marker intake writes to every partition of every topic
   (heartbeat/): everything intake accepted before ``marker_ms`` is before it in the
   partition. ``emit_ms`` is when the emitter sent the heartbeat (end-to-end lag).
@@ -21,11 +23,14 @@ import itertools
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
+from strata.sketch import SketchBatch
 
 MAGIC = b"SB"
 VERSION = 1
@@ -42,7 +47,9 @@ _LE_U32 = np.dtype("<u4")
 class Kind(IntEnum):
     POINTS = 1
     SERIES = 2
-    HEARTBEAT = 4  # 3 is reserved for sketches
+    SKETCHES = 3
+    HEARTBEAT = 4
+    METADATA = 5
 
 
 _HEARTBEAT_BODY = struct.Struct("<qq")
@@ -81,9 +88,25 @@ class SeriesBatch:
     mtype: npt.NDArray[np.uint8]
     interval: npt.NDArray[np.uint32]
     tags: tuple[tuple[str, ...], ...]
+    # A METADATA message (kind 5) on the series topic decodes to a batch without rows whose
+    # ``metadata`` holds the update: fields to set (None = clear) of the metric's metadata.
+    metadata: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.sid.size)
+
+
+@dataclass(frozen=True, slots=True)
+class SketchMessage:
+    """Distribution sketches of one (org, metric): one row per (sid, ts), see
+    :class:`strata.sketch.SketchBatch` (rows unordered; a repeated label is merged)."""
+
+    org: str
+    metric: str
+    batch: SketchBatch
+
+    def __len__(self) -> int:
+        return len(self.batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +188,20 @@ def encode_series(batch: SeriesBatch) -> bytes:
     )
 
 
+def encode_sketches(message: SketchMessage) -> bytes:
+    # Imported here: strata.sketch_codec builds on this module (UnreadableMessage).
+    from strata.sketch_codec import encode_batch
+
+    return b"".join(
+        (
+            _HEADER.pack(MAGIC, VERSION, Kind.SKETCHES),
+            _str(message.org),
+            _str(message.metric),
+            encode_batch(message.batch),
+        )
+    )
+
+
 class _Reader:
     __slots__ = ("buf", "pos")
 
@@ -228,8 +265,63 @@ def decode_points(buf: bytes) -> PointBatch:
     return PointBatch(org, metric, sid, ts, value)  # type: ignore[arg-type]
 
 
+def encode_metadata(org: str, metric: str, fields: dict[str, Any]) -> bytes:
+    """A metric metadata update for the series topic (keyed ``org|metric``): the tag
+    index merges ``fields`` into the metric's metadata, in log order (None clears)."""
+    body = orjson.dumps(fields)
+    return b"".join(
+        (
+            _HEADER.pack(MAGIC, VERSION, Kind.METADATA),
+            _str(org),
+            _str(metric),
+            _U32.pack(len(body)),
+            body,
+        )
+    )
+
+
+def merge_metadata(current: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """How a reader applies a metadata update: ``fields`` merged into ``current``, a None
+    value clearing its field."""
+    out = dict(current)
+    for name, value in fields.items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out
+
+
+def _decode_metadata(buf: bytes) -> SeriesBatch:
+    r = _Reader(buf)
+    org, metric, n = r.string(), r.string(), r.u32()
+    blob = bytes(r.take(n))
+    r.done()
+    try:
+        fields = orjson.loads(blob)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableMessage(f"metadata is not JSON: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise UnreadableMessage("metadata is not a JSON object")
+    empty = np.empty(0, dtype=SID_DTYPE)
+    return SeriesBatch(
+        org,
+        metric,
+        empty,
+        np.empty(0, dtype=TS_DTYPE),
+        np.empty(0, dtype=np.uint8),
+        np.empty(0, dtype=np.uint32),
+        (),
+        metadata=fields,
+    )
+
+
 def decode_series(buf: bytes) -> SeriesBatch:
+    """A series-topic message: series announcements (kind 2) or a metadata update
+    (kind 5, a batch without rows carrying ``metadata``)."""
     _, kind = message_kind(buf)
+    if kind is Kind.METADATA:
+        return _decode_metadata(buf)
     if kind is not Kind.SERIES:
         raise UnreadableMessage(f"expected a series message, got {kind.name}")
     r = _Reader(buf)
@@ -262,3 +354,17 @@ def decode_series(buf: bytes) -> SeriesBatch:
             tuple(t for t in text[a:b].split(",") if t) for a, b in itertools.pairwise(bounds)
         )
     return SeriesBatch(org, metric, sid, bucket, mtype, interval, tags)  # type: ignore[arg-type]
+
+
+def decode_sketches(buf: bytes) -> SketchMessage:
+    """A kind-3 message; :class:`UnreadableMessage` (its ``UnreadableSketch`` subclass for
+    the batch) names what is wrong."""
+    from strata.sketch_codec import decode_batch
+
+    _, kind = message_kind(buf)
+    if kind is not Kind.SKETCHES:
+        raise UnreadableMessage(f"expected a sketches message, got {kind.name}")
+    r = _Reader(buf)
+    org, metric = r.string(), r.string()
+    batch = decode_batch(bytes(r.take(len(buf) - r.pos)))
+    return SketchMessage(org, metric, batch)

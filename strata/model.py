@@ -23,6 +23,8 @@ class MetricType(IntEnum):
     GAUGE = 0
     COUNT = 1
     RATE = 2
+    # Series of POST /api/v1/distribution_points: values kept as sketches (sketches topic).
+    DISTRIBUTION = 3
 
     @property
     def label(self) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,9 +112,20 @@ def _unvarints(buf: U8) -> U64:
     lengths = np.diff(ends, prepend=-1)
     if lengths.max() > _MAX_VARINT_BYTES:
         raise UnreadableSketch(f"varint longer than {_MAX_VARINT_BYTES} bytes")
-    starts = ends - lengths + 1
-    shift = ((np.arange(buf.size) - np.repeat(starts, lengths)) * 7).astype(np.uint64)
-    return np.add.reduceat((buf & np.uint8(0x7F)).astype(np.uint64) << shift, starts)
+    # Most varints here are one byte (key deltas, counts): start from every varint's last
+    # byte, then add the lower groups of the multi-byte ones only, one pass per position.
+    out = buf[ends].astype(np.uint64)
+    multi = np.flatnonzero(lengths > 1)
+    if multi.size == 0:
+        return out
+    m_ends, m_len = ends[multi], lengths[multi]
+    value = out[multi] << (7 * (m_len - 1)).astype(np.uint64)
+    for k in range(1, int(m_len.max())):
+        sel = np.flatnonzero(m_len > k)
+        group = (buf[m_ends[sel] - k] & np.uint8(0x7F)).astype(np.uint64)
+        value[sel] |= group << (7 * (m_len[sel] - 1 - k)).astype(np.uint64)
+    out[multi] = value
+    return out
 
 
 def _uvarint(x: int) -> bytes:
@@ -308,6 +319,155 @@ def decode_sketch(raw: bytes) -> Sketch:
 
 def decode_batch(raw: bytes) -> SketchBatch:
     return _decode(raw, KIND_BATCH)
+
+
+def decode_batches(raws: Sequence[bytes]) -> SketchBatch:
+    """The rows of every batch of ``raws`` in order: what ``SketchBatch.concat`` of
+    :func:`decode_batch` of each gives, with the same errors, but with one pass of numpy per
+    column over all of them instead of ~30 small numpy calls per batch (a store read of a
+    day of 1 000 series decodes 24 000 records). Only the headers are parsed per batch. A
+    batch of float counts, of other parameters, or anything inconsistent falls back to
+    :func:`decode_batch` one by one (which raises the reason)."""
+    if not raws:
+        return SketchBatch.empty(SketchParams())
+    blobs = [bytes(r) for r in raws]
+    heads = [_batch_layout(b) for b in blobs]
+    layouts = [h for h in heads if h is not None]
+    if len(layouts) != len(heads) or len({h.params for h in layouts}) != 1:
+        return SketchBatch.concat([decode_batch(r) for r in raws])
+    params = layouts[0].params
+    n = np.array([h.n for h in layouts], dtype=np.int64)
+    total = int(n.sum())
+
+    def joined(part: int) -> bytes:
+        return b"".join(
+            b[h.spans[part][0] : h.spans[part][1]] for b, h in zip(blobs, layouts, strict=True)
+        )
+
+    sid = np.frombuffer(joined(0), _LE_U64).astype(np.uint64)
+    ts = np.frombuffer(joined(1), _LE_I64).astype(np.int64)
+    stats = np.frombuffer(joined(2), _LE_F64).astype(np.float64)
+    key_buf = np.frombuffer(joined(3), np.uint8)
+    count_buf = np.frombuffer(joined(4), np.uint8)
+    try:
+        keys = _unvarints(key_buf)
+        counts_all = _unvarints(count_buf)
+    except UnreadableSketch:
+        return SketchBatch.concat([decode_batch(r) for r in raws])
+    # Varints per batch: the terminator bytes in each batch's slice of the joined streams.
+    key_sizes = np.array([h.spans[3][1] - h.spans[3][0] for h in layouts], dtype=np.int64)
+    count_sizes = np.array([h.spans[4][1] - h.spans[4][0] for h in layouts], dtype=np.int64)
+    per_keys = _per_part(key_buf < 0x80, key_sizes)
+    per_counts = _per_part(count_buf < 0x80, count_sizes)
+    key_at = _exclusive(per_keys)
+    count_at = _exclusive(per_counts)
+    # Each batch's key stream: pos_len[n], neg_len[n], P keys, N keys.
+    raw_lens = keys[_spans(key_at[:-1], 2 * n)]
+    if raw_lens.size != 2 * total or (raw_lens > np.uint64(1 << 32)).any():
+        return SketchBatch.concat([decode_batch(r) for r in raws])
+    lens = raw_lens.astype(np.int64)
+    row_at = _exclusive(n)[:-1]
+    pos_len = lens[_spans(_exclusive(2 * n)[:-1], n)]
+    neg_len = lens[_spans(_exclusive(2 * n)[:-1] + n, n)]
+    p = _sums(pos_len, n)
+    q = _sums(neg_len, n)
+    if not (np.array_equal(per_keys, 2 * n + p + q) and np.array_equal(per_counts, 2 * n + p + q)):
+        return SketchBatch.concat([decode_batch(r) for r in raws])
+    pos_keys = keys[_spans(key_at[:-1] + 2 * n, p)]
+    neg_keys = keys[_spans(key_at[:-1] + 2 * n + p, q)]
+    if (counts_all >= np.uint64(1 << 53)).any():
+        return SketchBatch.concat([decode_batch(r) for r in raws])
+    counts = counts_all.astype(np.float64)
+    count = counts[_spans(count_at[:-1], n)]
+    zero = counts[_spans(count_at[:-1] + n, n)]
+    pos_counts = counts[_spans(count_at[:-1] + 2 * n, p)]
+    neg_counts = counts[_spans(count_at[:-1] + 2 * n + p, q)]
+    # Stats of each batch are sum[n], min[n], max[n].
+    stat_at = 3 * row_at
+    vsum = stats[_spans(stat_at, n)]
+    vmin = stats[_spans(stat_at + n, n)]
+    vmax = stats[_spans(stat_at + 2 * n, n)]
+    try:
+        pos = _bins(pos_len, pos_keys, pos_counts, params)
+        neg = _bins(neg_len, neg_keys, neg_counts, params)
+    except UnreadableSketch:
+        return SketchBatch.concat([decode_batch(r) for r in raws])
+    live = count > 0
+    consistent = count == zero + pos.totals() + neg.totals()
+    finite = all(np.isfinite(x[live]).all() for x in (vsum, vmin, vmax))
+    if not (consistent.all() and finite) or (vmin[live] > vmax[live]).any():
+        return SketchBatch.concat([decode_batch(r) for r in raws])
+    return SketchBatch(params, sid, ts, count, zero, vsum, vmin, vmax, pos, neg)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where the parts of one encoded batch are: byte spans of sid, ts, stats, the key
+    stream and the varint counts."""
+
+    params: SketchParams
+    n: int
+    spans: tuple[tuple[int, int], ...]
+
+
+def _batch_layout(raw: bytes) -> _Layout | None:
+    """The layout of a v1 batch of integer counts; None for anything else (left to
+    :func:`decode_batch`, which names what is wrong)."""
+    if len(raw) < _HEAD.size + 4:
+        return None
+    magic, version, kind, mapping, flags, accuracy, limit = _HEAD.unpack_from(raw)
+    if (magic, version, kind, mapping, flags) != (MAGIC, VERSION, KIND_BATCH, 1, 0):
+        return None
+    try:
+        params = SketchParams(accuracy, limit)
+    except SketchError:
+        return None
+    r = _Reader(raw)
+    r.pos = _HEAD.size
+    try:
+        n = int(_U32.unpack(r.take(4))[0])
+        sid = (r.pos, r.pos + 8 * n)
+        ts = (sid[1], sid[1] + 8 * n)
+        stats = (ts[1], ts[1] + 24 * n)
+        r.pos = stats[1]
+        size = r.uvarint()
+    except UnreadableSketch:
+        return None
+    keys = (r.pos, r.pos + size)
+    if keys[1] > len(raw) or (size and raw[keys[1] - 1] >= 0x80):
+        return None
+    counts = (keys[1], len(raw))
+    if counts[1] > counts[0] and raw[-1] >= 0x80:
+        return None
+    return _Layout(params, n, (sid, ts, stats, keys, counts))
+
+
+def _exclusive(x: I64) -> I64:
+    out = np.zeros(x.size + 1, dtype=np.int64)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def _spans(starts: I64, lengths: I64) -> I64:
+    """Concatenated ``arange(s, s + k)`` for every (s, k)."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    begin = _exclusive(lengths)[:-1]
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)
+
+
+def _per_part(flags: npt.NDArray[np.bool_], sizes: I64) -> I64:
+    """How many of ``flags`` are set in each consecutive part of ``sizes`` elements."""
+    ends = np.cumsum(flags, dtype=np.int64)
+    bounds = _exclusive(sizes)
+    at = np.concatenate(([0], ends))[bounds]
+    return np.diff(at)
+
+
+def _sums(values: I64, sizes: I64) -> I64:
+    """Sum of each consecutive part of ``sizes`` elements of ``values``."""
+    return np.diff(np.concatenate(([0], np.cumsum(values, dtype=np.int64)))[_exclusive(sizes)])
 
 
 # -- ddsketch protobuf --------------------------------------------------------------------

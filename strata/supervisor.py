@@ -33,6 +33,13 @@ class UpSettings(CommonSettings):
     stable_after_seconds: float = Field(
         default=30.0, ge=0, description="running this long resets the restart delay"
     )
+    self_metrics_org: str = Field(
+        default="strata-internal",
+        description="org into which strata up ingests the pipeline's own /metrics",
+    )
+    self_metrics_interval_seconds: float = Field(
+        default=10.0, ge=0, description="scrape every service's /metrics this often; 0 = off"
+    )
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ def component_env(
             "STRATA_REDIS_URL": settings.redis_url,
             "STRATA_TOPIC_POINTS": settings.topic_points,
             "STRATA_TOPIC_SERIES": settings.topic_series,
+            "STRATA_TOPIC_SKETCHES": settings.topic_sketches,
             "STRATA_TOPIC_DEAD_LETTER": settings.topic_dead_letter,
             "STRATA_PARTITIONS": str(settings.partitions),
             "STRATA_KEYS_FILE": str(settings.keys_path),

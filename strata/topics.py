@@ -9,7 +9,12 @@ from strata.settings import CommonSettings
 
 
 def topic_names(settings: CommonSettings) -> list[str]:
-    return [settings.topic_points, settings.topic_series, settings.topic_dead_letter]
+    return [
+        settings.topic_points,
+        settings.topic_series,
+        settings.topic_sketches,
+        settings.topic_dead_letter,
+    ]
 
 
 def ensure_topics(settings: CommonSettings, timeout: float = 15.0) -> dict[str, int]:

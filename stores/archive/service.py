@@ -11,16 +11,19 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from confluent_kafka import KafkaException, TopicPartition
+from prometheus_client.core import Metric
 
 from stores.archive.api import create_app
 from stores.archive.catalog import Catalog
 from stores.archive.compaction import Compactor, Retention
+from stores.archive.naming import Family
+from stores.archive.objectstore import ObjectStore
 from stores.archive.reader import ArchiveReader
 from stores.archive.settings import ArchiveSettings
 from stores.archive.store import ArchivePointStore, ArchiveSeriesStore, ArchiveWriter
@@ -29,6 +32,7 @@ from stores.runtime.heartbeat import RegistryHeartbeat
 from stores.runtime.ownership import Ownership
 from stores.runtime.settings import StoreSettings
 from stores.runtime.watermarks import as_registry
+from strata.observability import FunctionCollector, Refreshed, counter, gauge, process_sources
 from strata.registry import Registration, Registry
 from strata.topics import ensure_topics, topic_id
 
@@ -75,6 +79,61 @@ class ArchiveLoop(ConsumerLoop[T]):
         self._committed.update(todo)
 
 
+#: how often GET /metrics may list the whole object store (in a background thread)
+LISTING_MAX_AGE_SECONDS = 60.0
+
+
+def object_totals(objects: ObjectStore) -> dict[str, tuple[int, int]]:
+    """Family (``points``, ``series``, ``rollups/1h``, else ``other``) -> (objects, bytes)."""
+    out = {f.value: (0, 0) for f in Family}
+    for info in objects.list(""):
+        fam = next((f.value for f in Family if info.key.startswith(f.value + "/")), "other")
+        n, size = out.get(fam, (0, 0))
+        out[fam] = (n + 1, size + info.size)
+    return out
+
+
+def archive_metrics(
+    objects: ObjectStore, writers: Sequence[ArchiveWriter[Any]]
+) -> FunctionCollector:
+    """``GET /metrics`` families of the archive beyond the runtime's: uploads and failed
+    uploads per writer, objects and bytes per family (listed at most once a minute)."""
+    listing = Refreshed(
+        lambda: object_totals(objects), LISTING_MAX_AGE_SECONDS, name="archive-list"
+    )
+
+    def families() -> Iterator[Metric]:
+        kinds = ("kind",)
+        yield counter(
+            "strata_store_archive_uploads",
+            "objects uploaded",
+            kinds,
+            [((w.kind,), w.uploads) for w in writers],
+        )
+        yield counter(
+            "strata_store_archive_upload_failures",
+            "failed upload attempts (retried with backoff)",
+            kinds,
+            [((w.kind,), w.upload_failures) for w in writers],
+        )
+        totals = listing.get() or {}
+        by_family = sorted(totals.items())
+        yield gauge(
+            "strata_store_archive_objects",
+            "objects in the object store, by family",
+            ("family",),
+            [((f,), n) for f, (n, _) in by_family],
+        )
+        yield gauge(
+            "strata_store_archive_bytes",
+            "bytes in the object store, by family",
+            ("family",),
+            [((f,), size) for f, (_, size) in by_family],
+        )
+
+    return FunctionCollector(families)
+
+
 def run_archive(settings: ArchiveSettings, default_port: int) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -105,6 +164,8 @@ def run_archive(settings: ArchiveSettings, default_port: int) -> int:
     port = settings.http_port if settings.http_port is not None else default_port
     instance = settings.instance_name(points.kind)
     own_points, own_series = Ownership(), Ownership()
+    metrics = archive_metrics(objects, (points, series))  # held here: sources are weak refs
+    process_sources().add(metrics)
     points_loop = ArchiveLoop(points, settings, own_points)
     series_loop = ArchiveLoop(series, settings, own_series)
     compactor = Compactor(

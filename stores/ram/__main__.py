@@ -11,6 +11,8 @@ from stores.ram.settings import DEFAULT_PORT, RamSettings
 from stores.ram.store import RamStore
 from stores.runtime import run_store
 from stores.runtime.ownership import Ownership
+from stores.runtime.service import Companion
+from stores.sketches.ram import RamSketchStore
 
 
 def main() -> int:
@@ -21,10 +23,20 @@ def main() -> int:
         replay_margin_seconds=settings.replay_margin_seconds,
     )
 
-    def app(ownership: Ownership) -> FastAPI:
-        return create_app(store, ownership)
+    # The sketches topic, in a second consumer loop of this process (stores/sketches/).
+    sketches = Companion(
+        RamSketchStore(
+            settings.topic_sketches,
+            settings.window_seconds,
+            replay_margin_seconds=settings.replay_margin_seconds,
+        ),
+        Ownership(),
+    )
 
-    return run_store(store, settings, app, DEFAULT_PORT)
+    def app(ownership: Ownership) -> FastAPI:
+        return create_app(store, ownership, sketches)
+
+    return run_store(store, settings, app, DEFAULT_PORT, companions=[sketches])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from stores.rocks.store import RocksStore
 from stores.runtime import run_store
 from stores.runtime.ownership import Ownership
 from stores.runtime.rocks import store_path
+from stores.runtime.service import Companion
+from stores.sketches.rocks import RocksSketchStore
 
 
 def main() -> int:
@@ -27,10 +29,23 @@ def main() -> int:
         future_margin_seconds=settings.future_margin_seconds,
     )
 
-    def app(ownership: Ownership) -> FastAPI:
-        return create_app(store, ownership)
+    # The sketches topic, in a second consumer loop of this process on its own RocksDB
+    # (stores/sketches/): same retention and completeness rules as the points.
+    sketches = Companion(
+        RocksSketchStore(
+            settings.topic_sketches,
+            store_path(settings.data_dir, RocksSketchStore.kind, settings.instance_id),
+            settings.retention_days,
+            retention_check_seconds=settings.retention_check_seconds,
+            future_margin_seconds=settings.future_margin_seconds,
+        ),
+        Ownership(),
+    )
 
-    return run_store(store, settings, app, DEFAULT_PORT)
+    def app(ownership: Ownership) -> FastAPI:
+        return create_app(store, ownership, sketches)
+
+    return run_store(store, settings, app, DEFAULT_PORT, companions=[sketches])
 
 
 if __name__ == "__main__":

@@ -125,6 +125,8 @@ class RocksStore(Store[PointBatch]):
         self.staged = StagedPoints()
         self._next: dict[int, int] = {}  # partition -> next offset to apply (cache of DB)
         self._catching_up: dict[int, int] = {}  # partition -> assignment time (ms)
+        # partition -> "complete from" its first message says, written with its first record
+        self._complete_pending: dict[int, int] = {}
         self._last_retention = 0.0
         self._last_fold = clock()
         self._load_staging()
@@ -178,6 +180,19 @@ class RocksStore(Store[PointBatch]):
         for p in partitions:
             self._catching_up.pop(p, None)
             self._next.pop(p, None)
+            self._complete_pending.pop(p, None)
+
+    def first_message(self, partition: int, offset: int, timestamp_ms: int) -> None:
+        """Where the log starts, for a partition this DB reads from the beginning of the
+        topic (docs/rocks.md, "Coverage"). Offset 0 first: the whole log is here, complete
+        since ever. A later one: Kafka deleted the log's start (retention), and those
+        messages held points stamped up to ``future_margin_seconds`` after their append
+        time, which precedes this message's. The first *message*, not the first record:
+        heartbeat markers usually come first and never reach :meth:`apply`."""
+        if self._next_offset(partition) != 0 or self._complete_from(partition) is not None:
+            return  # resumed from our own offset: completeness is already recorded
+        lo = 0 if offset == 0 else timestamp_ms // 1000 + self._future_margin
+        self._complete_pending[partition] = lo
 
     def _next_offset(self, partition: int) -> int:
         if partition not in self._next:
@@ -251,25 +266,14 @@ class RocksStore(Store[PointBatch]):
             self.run_retention()
 
     def _completeness(self, records: Sequence[Record[PointBatch]]) -> dict[bytes, bytes]:
-        """Puts recording, for partitions this DB starts from the beginning of the topic,
-        the time from which it holds all their points (docs/rocks.md, "Coverage").
-
-        Offset 0 first: the whole log is here, complete since ever. A later first offset:
-        Kafka deleted the log's start (retention), and those records held points stamped up
-        to ``future_margin_seconds`` after their append time, which precedes this record's.
-        """
+        """Puts recording, with the first records of a partition this DB reads from the
+        beginning of the topic, the time from which it holds all their points: what
+        :meth:`first_message` found."""
         puts: dict[bytes, bytes] = {}
-        seen: set[int] = set()
         for r in records:
-            if r.partition in seen:
-                continue
-            seen.add(r.partition)
-            if self._next_offset(r.partition) != 0:
-                continue  # resumed from our own offset: completeness is already recorded
-            if self.shards.db.get(complete_key(r.partition)) is not None:
-                continue
-            lo = 0 if r.offset == 0 else r.timestamp_ms // 1000 + self._future_margin
-            puts[complete_key(r.partition)] = i64(lo)
+            lo = self._complete_pending.pop(r.partition, None)
+            if lo is not None:
+                puts[complete_key(r.partition)] = i64(lo)
         return puts
 
     def _complete_from(self, partition: int) -> int | None:
@@ -349,9 +353,10 @@ class RocksStore(Store[PointBatch]):
         self._catching_up.pop(partition, None)
         nothing_applied = self._next_offset(partition) == 0
         if end_offset > 0 and nothing_applied and self._complete_from(partition) is None:
-            # The log holds records none of which we applied (all deleted by Kafka
-            # retention before we read them): complete only for points to come.
-            lo = int(self._clock()) + self._future_margin
+            # No record applied: either only heartbeat markers were read (complete from
+            # where the first one says), or everything was deleted by Kafka retention
+            # before we read it (complete only for points to come).
+            lo = self._complete_pending.pop(partition, int(self._clock()) + self._future_margin)
             write_sync(self.shards.db, {complete_key(partition): i64(lo)})
 
     def idle(self) -> None:

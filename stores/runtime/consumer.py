@@ -44,10 +44,12 @@ from confluent_kafka import (
 
 from stores.runtime.dead_letters import DeadLetter, DeadLetterFailed, DeadLetterWriter
 from stores.runtime.ownership import Ownership
+from stores.runtime.rocks import store_path
 from stores.runtime.settings import StoreSettings
 from stores.runtime.store import Record, Store
 from stores.runtime.watermarks import Watermark
 from strata.codec import UnreadableMessage, heartbeat_marker
+from strata.observability import ConsumerMetrics, process_sources
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,18 @@ class ConsumerLoop(Generic[T]):
         self._stop = threading.Event()
         self._group = settings.group_id(store.kind)
         self._uncommitted: dict[int, int] = {}
+        self._unread: set[int] = set()  # assigned partitions not read from yet
         self.watermarks = ownership.watermarks
+        # Scrape-time metrics (GET /metrics of the store's app, docs/operations.md).
+        disk = store_path(settings.data_dir, store.kind, settings.instance_id)
+        self.metrics = ConsumerMetrics(
+            store.kind,
+            store.topic,
+            lambda: {p: m.marker_ms for p, m in self.watermarks.snapshot().items()},
+            disk=disk if (disk / "CURRENT").exists() else None,  # a RocksDB store's directory
+            clock=clock,
+        )
+        process_sources().add(self.metrics)
         self._dead_letters = DeadLetterWriter(
             settings.kafka_bootstrap,
             settings.topic_dead_letter,
@@ -113,6 +126,7 @@ class ConsumerLoop(Generic[T]):
                 self.step()
         finally:
             self._commit_uncommitted()
+            process_sources().remove(self.metrics)
             self._consumer.close()
             self._dead_letters.close()
 
@@ -125,6 +139,7 @@ class ConsumerLoop(Generic[T]):
             self._store.idle()
             self._commit_uncommitted()
             self.watermarks.durable(self.durable_offsets({}))
+            self._record_positions({})
             return
         owned = set(self._ownership.partitions())
         records: list[Record[T]] = []
@@ -147,6 +162,9 @@ class ConsumerLoop(Generic[T]):
                 continue
             first.setdefault(partition, offset)
             last[partition] = offset
+            if partition in self._unread:
+                self._unread.discard(partition)
+                self._store.first_message(partition, offset, _timestamp_ms(msg))
             value = msg.value()
             try:
                 if value is None:
@@ -177,9 +195,12 @@ class ConsumerLoop(Generic[T]):
             log.error("cannot write dead letters, will re-read the batch: %s", exc)
             self._rewind(first)
             return
+        self.metrics.dead_lettered(len(letters))
         if records:
+            started = time.perf_counter()
             self._store.apply(records)
             self._store.make_durable()
+            self.metrics.applied(time.perf_counter() - started, len(records))
         next_offsets = {p: o + 1 for p, o in last.items()}
         self._ownership.applied(next_offsets)
         self._uncommitted.update(next_offsets)
@@ -187,6 +208,27 @@ class ConsumerLoop(Generic[T]):
         self.watermarks.durable(self.durable_offsets(next_offsets))
         for p, end in at_end.items():
             self._store.caught_up(p, end)
+        self._record_positions(at_end)
+
+    def _record_positions(self, at_end: dict[int, int]) -> None:
+        """Record each owned partition's end offset and next offset for the lag metric.
+
+        The end is the high watermark of the latest fetch response (librdkafka's cached
+        value, a local call): tansu answers ListOffsets(latest) with the base offset of
+        the last batch + 1, wrong whenever a batch holds several records, while its fetch
+        responses carry the true high watermark (docs/operations.md, "Metrics"). Next is
+        what was applied, or the end an EOF event reported (an empty partition has no
+        applied offset). Instrumentation never stops the loop: a failure only logs."""
+        ends: dict[int, int] = {}
+        try:
+            for p in self._ownership.partitions():
+                tp = TopicPartition(self._store.topic, p)
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0:  # -1001: no fetch response for the partition yet
+                    ends[p] = high
+        except Exception as exc:
+            log.debug("end offsets unavailable for the lag metric: %s", exc)
+        self.metrics.positions(ends, {**at_end, **self._ownership.offsets()})
 
     def durable_offsets(self, applied: dict[int, int]) -> dict[int, int]:
         """Partition -> first offset not yet durable, given the offsets just applied (and
@@ -234,6 +276,7 @@ class ConsumerLoop(Generic[T]):
             for tp in consumer.committed(rest, timeout=10.0):
                 starts[tp.partition] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
         log.info("assigned %s, starting at %s", nums, starts)
+        self._unread = set(nums)
         self._store.assigned(nums, seek_ms)
         self._ownership.assign(
             {p: o if o is not None and o >= 0 else None for p, o in starts.items()}
@@ -264,6 +307,7 @@ class ConsumerLoop(Generic[T]):
             self._uncommitted.pop(p, None)
         self._ownership.revoke(nums)
         self.watermarks.forget(nums)
+        self.metrics.forget(nums)
         self._store.revoked(nums)
         consumer.unassign()
 

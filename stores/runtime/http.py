@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from stores.runtime.serving import NotServing
 from stores.runtime.watermarks import Watermark
+from strata.observability import instrument, process_sources
 
 
 class BadRequest(ValueError):
@@ -25,8 +26,10 @@ def make_app(
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """A FastAPI app with ``GET /health`` (partitions, and heartbeat watermarks with their
-    lag when given) and 400 answers for bad input."""
+    lag when given), ``GET /metrics`` (requests, and the consumer loops of this process)
+    and 400 answers for bad input."""
     app = FastAPI(title=f"strata {kind} store", docs_url=None, redoc_url=None)
+    instrument(app, "strata_store", labels={"kind": kind}).register(process_sources())
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -1,5 +1,10 @@
 """Run one store process: consumer thread, registry heartbeat, HTTP server in the main thread.
 
+A process may run *companion* stores besides its main one (the RAM and rocks processes
+consume the sketches topic too, stores/sketches/): each companion has its own consumer
+loop and thread, consumer group and registry entry (its own ``kind``), and is served by the
+same HTTP app; if any loop crashes, the process stops.
+
 Shutdown: SIGTERM/SIGINT stop uvicorn; then the consumer loop is stopped and closes the
 consumer (leaving the group, so its partitions move at once), the registry entry is
 withdrawn and the store closed. A crash of the consumer thread stops the server too, so
@@ -12,9 +17,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -35,8 +41,22 @@ T = TypeVar("T")
 AppFactory = Callable[[Ownership], FastAPI]
 
 
+@dataclass(frozen=True, slots=True)
+class Companion:
+    """A further store of the process; ``ownership`` is the one its read routes (built by
+    the app factory) check, so the caller creates it."""
+
+    store: Store[Any]
+    ownership: Ownership
+
+
 def run_store(
-    store: Store[T], settings: StoreSettings, app_factory: AppFactory, default_port: int
+    store: Store[T],
+    settings: StoreSettings,
+    app_factory: AppFactory,
+    default_port: int,
+    *,
+    companions: Sequence[Companion] = (),
 ) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     logging.basicConfig(
@@ -54,11 +74,12 @@ def run_store(
     signal.signal(signal.SIGINT, on_signal)
 
     port = settings.http_port if settings.http_port is not None else default_port
-    instance = settings.instance_name(store.kind)
-    partition_count = ensure_topics(settings)[store.topic]
-    store.bind_topic(topic_id(settings.kafka_bootstrap, store.topic))
+    counts = ensure_topics(settings)
     ownership = Ownership()
-    loop = ConsumerLoop(store, settings, ownership)
+    members = [Companion(store, ownership), *companions]
+    for m in members:
+        m.store.bind_topic(topic_id(settings.kafka_bootstrap, m.store.topic))
+    loops = [ConsumerLoop(m.store, settings, m.ownership) for m in members]
     server = uvicorn.Server(
         uvicorn.Config(
             app_factory(ownership),
@@ -70,7 +91,7 @@ def run_store(
     )
     failed = threading.Event()
 
-    def consume() -> None:
+    def consume(loop: ConsumerLoop[Any]) -> None:
         try:
             loop.run()
         except Exception:
@@ -78,36 +99,51 @@ def run_store(
             failed.set()
             server.should_exit = True
 
-    def snapshot() -> Registration:
-        partitions = ownership.partitions()
-        return Registration(
-            kind=store.kind,
-            instance=instance,
-            address=settings.address(port),
-            topic=store.topic,
-            partition_count=partition_count,
-            partitions=partitions,
-            coverage=store.coverage(partitions, int(time.time())),
-            offsets=ownership.offsets(),
-            watermarks=as_registry(ownership.watermarks.snapshot()),
-        )
+    def snapshot(m: Companion) -> Callable[[], Registration]:
+        def registration() -> Registration:
+            partitions = m.ownership.partitions()
+            return Registration(
+                kind=m.store.kind,
+                instance=settings.instance_name(m.store.kind),
+                address=settings.address(port),
+                topic=m.store.topic,
+                partition_count=counts[m.store.topic],
+                partitions=partitions,
+                coverage=m.store.coverage(partitions, int(time.time())),
+                offsets=m.ownership.offsets(),
+                watermarks=as_registry(m.ownership.watermarks.snapshot()),
+            )
 
-    heartbeat = RegistryHeartbeat(
-        Registry(settings.redis_url),
-        snapshot,
-        interval=settings.registry_interval_seconds,
-        ttl=settings.registry_ttl_seconds,
-    )
-    consumer_thread = threading.Thread(target=consume, name="consumer")
-    consumer_thread.start()
-    heartbeat.start()
+        return registration
+
+    heartbeats = [
+        RegistryHeartbeat(
+            Registry(settings.redis_url),  # each closes its own at stop
+            snapshot(m),
+            interval=settings.registry_interval_seconds,
+            ttl=settings.registry_ttl_seconds,
+        )
+        for m in members
+    ]
+    threads = [
+        threading.Thread(target=consume, args=(loop,), name=f"consumer-{m.store.kind}")
+        for m, loop in zip(members, loops, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for h in heartbeats:
+        h.start()
     try:
         if not stopping.is_set():
             server.run()
     finally:
-        loop.stop()
-        consumer_thread.join(timeout=30.0)
-        heartbeat.stop()
-        store.close()
-    log.info("%s stopped", instance)
+        for loop in loops:
+            loop.stop()
+        for t in threads:
+            t.join(timeout=30.0)
+        for h in heartbeats:
+            h.stop()
+        for m in members:
+            m.store.close()
+    log.info("%s stopped", settings.instance_name(store.kind))
     return 1 if failed.is_set() else 0

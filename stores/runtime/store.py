@@ -73,6 +73,13 @@ class Store(ABC, Generic[T]):
         """The runtime now owns ``partitions``; ``replay_from_ms`` holds the
         seek times of the partitions that start by time."""
 
+    def first_message(self, partition: int, offset: int, timestamp_ms: int) -> None:
+        """The first message the consumer read of ``partition`` since it was assigned
+        (a record, a heartbeat marker or an unreadable message alike), called before the
+        batch holding it is applied. Offset 0 means the store starts at the log's very
+        beginning; heartbeat markers never reach :meth:`apply`, so a store's first *record*
+        says nothing about where the log starts."""
+
     def revoked(self, partitions: Sequence[int]) -> None:
         """``partitions`` were taken away; drop any in-memory state kept for them."""
 

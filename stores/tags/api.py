@@ -30,20 +30,6 @@ Short = Annotated[str, Field(max_length=100)]
 Partition = Annotated[int, Field(ge=0, lt=2**31)]
 
 
-class MetadataUpdate(BaseModel):
-    """Fields of Datadog's v1 ``MetricMetadata`` a PUT may set (null clears one)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Short | None = None
-    unit: Short | None = None
-    per_unit: Short | None = None
-    short_name: Short | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
-    statsd_interval: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    integration: Short | None = None
-
-
 def _unknown(org: str, metric: str) -> JSONResponse:
     return JSONResponse({"errors": [f"metric {metric!r} not found"]}, status_code=404)
 
@@ -120,19 +106,6 @@ def create_app(index: TagIndex, ownership: Ownership) -> FastAPI:
         _check_name("metric", metric)
         with guard.serving(partition):
             found = index.metadata(org, metric)
-        return _unknown(org, metric) if found is None else {"metadata": found}
-
-    @app.put("/v1/metrics/{metric}/metadata", response_model=None)
-    def put_metadata(
-        metric: str,
-        org: Annotated[Org, Query()],
-        update: MetadataUpdate,
-        partition: Annotated[Partition | None, Query()] = None,
-    ) -> dict[str, Any] | JSONResponse:
-        _check_name("org", org)
-        _check_name("metric", metric)
-        with guard.serving(partition):
-            found = index.update_metadata(org, metric, update.model_dump(exclude_unset=True))
         return _unknown(org, metric) if found is None else {"metadata": found}
 
     @app.get("/v1/metrics/{metric}/tags")

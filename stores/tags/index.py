@@ -19,7 +19,7 @@ from stores.runtime.rocks import get_many, open_db, scan_prefix, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from stores.tags import keys
 from stores.tags.keys import Identity
-from strata.codec import SeriesBatch, decode_series
+from strata.codec import SeriesBatch, decode_series, merge_metadata
 from strata.model import INDEX_BUCKET_SECONDS, MetricType
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,14 @@ class TagIndex(CaughtUpCoverage, Store[SeriesBatch]):
 
         for record in records:
             b = record.value
+            if b.metadata is not None:
+                # A metadata update (PUT /api/v1/metrics/{name}, through Kafka so every
+                # owner of the partition, now or after a rebalance, holds the same result).
+                key = keys.metadata_key(b.org, b.metric)
+                raw = get(key)
+                current = merge_metadata(orjson.loads(raw) if raw is not None else {}, b.metadata)
+                puts[key] = orjson.dumps(current)
+                continue
             if len(b) == 0:
                 continue
             newest: dict[str, int] = {}
@@ -166,23 +174,6 @@ class TagIndex(CaughtUpCoverage, Store[SeriesBatch]):
         except orjson.JSONDecodeError as exc:
             raise keys.CorruptValue(f"metadata of {org}/{metric} is not JSON") from exc
         return dict(value)
-
-    def update_metadata(
-        self, org: str, metric: str, fields: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Merge ``fields`` into the metadata of a known (org, metric) (a None value
-        clears the field); return the result, or None for an unknown metric. Synchronous
-        write: an answered update is durable."""
-        current = self.metadata(org, metric)
-        if current is None:
-            return None
-        for name, value in fields.items():
-            if value is None:
-                current.pop(name, None)
-            else:
-                current[name] = value
-        write_sync(self._db, {keys.metadata_key(org, metric): orjson.dumps(current)})
-        return current
 
     def tags(self, org: str, metric: str, since: int) -> list[str]:
         prefix = keys.tag_prefix(org, metric)

@@ -291,3 +291,44 @@ def _assert_transitions(receiver: Receiver, a_id: int, b_id: int) -> None:
     a = [t for t in receiver.transitions(a_id) if t[1] != "OK" or t[0] != "No Data"]
     assert a == [("OK", "Alert"), ("Alert", "OK")], receiver.transitions(a_id)
     assert receiver.transitions(b_id)[-1:] == [("OK", "No Data")], receiver.transitions(b_id)
+
+
+def test_every_component_exposes_metrics_and_strata_graphs_itself(monitored: Pipeline) -> None:
+    """Each component's ``/metrics`` (Prometheus text) is scraped; ``strata up`` posts
+    them into the internal org ``strata-internal`` every 10 s, queryable like any metric,
+    and invisible to the customer org."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    urls = {name: info["url"] for name, info in monitored.state()["components"].items()}
+    for name, url in urls.items():
+        text = httpx.get(f"{url}/metrics", timeout=5.0).text
+        names = {f.name for f in text_string_to_metric_families(text)}
+        assert any(n.endswith("_requests") for n in names), (name, sorted(names)[:10])
+    beat = httpx.get(f"{urls['heartbeat']}/metrics", timeout=5.0).text
+    assert "strata_heartbeat_sent_total" in beat and "strata_monitors_delayed" in beat
+    creds = json.loads((monitored.data_dir / "credentials.json").read_text())
+    internal = creds["strata-internal"]
+    own = {"DD-API-KEY": internal["api_key"], "DD-APPLICATION-KEY": internal["app_key"]}
+    customer = {
+        "DD-API-KEY": monitored.endpoints["api_key"],
+        "DD-APPLICATION-KEY": monitored.endpoints["app_key"],
+    }
+    now = int(time.time())
+
+    def ingested() -> None:
+        end = int(time.time())
+        params: dict[str, str | int] = {
+            "from": end - 600,
+            "to": end,
+            "query": "max:strata_heartbeat_sent_total{*}",
+        }
+        resp = httpx.get(f"{monitored.query}/api/v1/query", params=params, headers=own)
+        assert resp.status_code == 200, resp.text
+        series = resp.json()["series"]
+        assert series and series[0]["pointlist"][-1][1] > 0, series
+
+    eventually(ingested, timeout=60, what="the pipeline's own metrics in the internal org")
+    listed = httpx.get(
+        f"{monitored.query}/api/v1/metrics", params={"from": now - 600}, headers=customer
+    ).json()["metrics"]
+    assert not any(m.startswith("strata_") for m in listed)

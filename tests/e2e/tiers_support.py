@@ -220,6 +220,7 @@ class Cluster:
             "STRATA_REDIS_URL": f"{redis_server}/{db}",
             "STRATA_TOPIC_POINTS": f"points-{run}",
             "STRATA_TOPIC_SERIES": f"series-{run}",
+            "STRATA_TOPIC_SKETCHES": f"sketches-{run}",
             "STRATA_TOPIC_DEAD_LETTER": f"dead-letter-{run}",
             "STRATA_GROUP_PREFIX": f"strata-{run}",
             "STRATA_SESSION_TIMEOUT_MS": "2000",

@@ -55,7 +55,7 @@ filters = st.one_of(st.just(ast.AllSeries()), st.recursive(_atom, _combine, max_
 
 queries = st.builds(
     ast.MetricQuery,
-    st.sampled_from(list(ast.Aggregator)),
+    st.sampled_from([*ast.Aggregator, *ast.Percentile]),
     st.from_regex(r"[a-zA-Z][a-zA-Z0-9_.]{0,10}", fullmatch=True),
     filters,
     st.lists(_key, max_size=3, unique=True).map(tuple),

@@ -16,6 +16,7 @@ from strata.codec import (
     decode_points,
     decode_series,
     encode_heartbeat,
+    encode_metadata,
     encode_points,
     encode_series,
     heartbeat_marker,
@@ -125,3 +126,15 @@ def test_heartbeat_marker_leaves_other_messages_to_their_decoder() -> None:
         heartbeat_marker(raw[:-1])
     with pytest.raises(UnreadableMessage, match="version 9"):
         heartbeat_marker(raw[:2] + b"\x09" + raw[3:])
+
+
+def test_metadata_v1_golden_decodes_as_a_rowless_series_batch() -> None:
+    raw = _golden("metadata_v1.hex")
+    assert message_kind(raw) == (1, Kind.METADATA)
+    b = decode_series(raw)
+    assert (b.org, b.metric, len(b), b.tags) == ("acme", "cpu.user", 0, ())
+    assert b.metadata == {"unit": "percent", "description": None}
+    assert encode_metadata("acme", "cpu.user", {"unit": "percent", "description": None}) == raw
+    with pytest.raises(UnreadableMessage, match="not a JSON object"):
+        decode_series(encode_metadata("acme", "m", {})[:-2] + b"[]")
+    assert decode_series(_golden("series_v1.hex")).metadata is None

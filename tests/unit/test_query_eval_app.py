@@ -66,7 +66,8 @@ def test_errors_point_at_the_position(client: TestClient, acme: NewKeys) -> None
     cases = {
         "avg:cpu{a, b OR c}": "cannot mix '!' or ',' with AND/OR/NOT in one scope; use 'NOT' "
         "and 'AND' instead at position 13",
-        "p95:latency{*}": "distributions are not supported yet: 'p95' at position 0",
+        "p42:latency{*}": "unknown aggregator 'p42'; expected one of avg, sum, min, max, count, "
+        "p50, p75, p90, p95, p99 at position 0",
         "avg:cpu{*}.rollup(median)": "unknown rollup method 'median'; expected one of avg, "
         "sum, min, max, count at position 18",
         "abs(2)": "the expression needs at least one metric query at position 0",

@@ -15,6 +15,7 @@ from query.language import (
     parse,
     parse_query,
 )
+from query.printer import to_text
 
 
 def test_minimal_query() -> None:
@@ -87,7 +88,7 @@ def test_uppercase_aggregator_accepted() -> None:
         ("avg:m{env:a(1)}", 11, "functions are not supported"),
         ("avg:m{*,env:a}", 6, "'*' must be the whole scope"),
         ("avg:m{a, b OR c}", 11, "cannot mix"),
-        ("p99:m{*}", 0, "distributions are not supported yet"),
+        ("p42:m{*}", 0, "unknown aggregator 'p42'; expected one of avg, sum, min, max, count, p50"),
         ("avg:m{*}.rollup(sum) * (", 24, "expected a query"),
     ],
 )
@@ -167,3 +168,14 @@ def test_limits_on_nesting_and_size() -> None:
 def test_metric_name_too_long() -> None:
     with pytest.raises(QuerySyntaxError, match="longer than 200"):
         parse_query("avg:" + "m" * 201 + "{*}")
+
+
+@pytest.mark.parametrize("name", ["p50", "p75", "p90", "P95", "p99"])
+def test_percentiles_parse_for_distributions(name: str) -> None:
+    q = parse(f"{name}:latency{{env:prod}} by {{host}}")
+    assert isinstance(q, ast.MetricQuery)
+    assert q.aggregator is ast.Percentile(name.lower())
+    assert q.aggregator.quantile == int(name[1:]) / 100
+    assert to_text(q) == f"{name.lower()}:latency{{env:prod}} by {{host}}"
+    with pytest.raises(QuerySyntaxError, match="query needs the full evaluator"):
+        parse_query(f"{name}:latency{{*}}")

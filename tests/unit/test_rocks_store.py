@@ -145,18 +145,29 @@ def test_coverage_starts_where_each_partition_is_complete(tmp_path: Path) -> Non
     clock = Clock(NOW)
     store = open_store(tmp_path, clock, retention=5)
     store.bind_topic("topic-a")
-    store.assigned([0, 1, 2], {})
+    store.assigned([0, 1, 2, 3, 4], {})
     first = layout.oldest_kept_day(NOW, 5)
     whole = Record(0, 0, (NOW - DAY) * 1000, rec(0, [1], [first * DAY + 5], [1.0]).value)
     appended = NOW - 2 * DAY  # partition 1's records before offset 500 are gone
     cut = Record(1, 500, appended * 1000, rec(0, [2], [appended - 7200], [2.0], p=1).value)
-    store.apply([whole, cut])
+    # The runtime reports each partition's first message before applying its batch.
+    store.first_message(0, 0, whole.timestamp_ms)
+    store.first_message(1, 500, cut.timestamp_ms)
+    # Partition 3 starts at offset 0 with heartbeat markers (never applied), its first
+    # record comes at offset 7: still complete since ever.
+    store.first_message(3, 0, (NOW - DAY) * 1000)
+    later = Record(3, 7, (NOW - DAY) * 1000, rec(0, [3], [first * DAY + 9], [3.0], p=3).value)
+    store.apply([whole, cut, later])
     store.fold(everything=True)
-    for p, end in ((0, 1), (1, 501), (2, 40)):  # partition 2: every record already deleted
+    # Partition 2: every record already deleted; partition 4: markers only, from offset 0.
+    store.first_message(4, 0, NOW * 1000)
+    for p, end in ((0, 1), (1, 501), (2, 40), (3, 8), (4, 12)):
         store.caught_up(p, end)
-    assert store.coverage([0, 1, 2], NOW) == {
+    assert store.coverage([0, 1, 2, 3, 4], NOW) == {
         0: [first * DAY, NOW],
         1: [appended + 600, NOW],
+        3: [first * DAY, NOW],
+        4: [first * DAY, NOW],
     }
     # Partition 2 holds only what is appended from now on (plus the margin).
     assert store.coverage([2], NOW + 600) == {2: [NOW + 600, NOW + 600]}

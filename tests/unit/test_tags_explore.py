@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -11,7 +12,7 @@ from stores.runtime.ownership import Ownership
 from stores.runtime.store import Record
 from stores.tags.api import create_app
 from stores.tags.index import TagIndex
-from strata.codec import SeriesBatch
+from strata.codec import SeriesBatch, decode_series, encode_metadata
 from strata.model import SID_DTYPE, TS_DTYPE
 
 HOUR = 3600
@@ -28,6 +29,10 @@ def batch(org: str, metric: str, sid: int, bucket: int, tags: tuple[str, ...]) -
         np.full(1, 10, dtype=np.uint32),
         (tags,),
     )
+
+
+def meta(org: str, metric: str, fields: dict[str, Any]) -> SeriesBatch:
+    return decode_series(encode_metadata(org, metric, fields))
 
 
 def test_catalog_describe_metadata(tmp_path: Path) -> None:
@@ -58,18 +63,24 @@ def test_catalog_describe_metadata(tmp_path: Path) -> None:
     assert c.get("/v1/metrics/cpu.sys/describe", params={"org": "globex"}).status_code == 404
     # metadata: unknown -> 404, merge, null clears, orgs apart
     assert c.get("/v1/metrics/nope/metadata", params={"org": "acme"}).status_code == 404
-    r = c.put("/v1/metrics/cpu.user/metadata", params={"org": "acme"}, json={"unit": "percent"})
+    # updates arrive through the series topic (the query service produces them), in order
+    index.apply([Record(0, 3, 0, meta("acme", "cpu.user", {"unit": "percent"}))])
+    r = c.get("/v1/metrics/cpu.user/metadata", params={"org": "acme"})
     assert r.json() == {"metadata": {"unit": "percent"}}
-    r = c.put(
-        "/v1/metrics/cpu.user/metadata",
-        params={"org": "acme"},
-        json={"unit": None, "type": "gauge"},
+    index.apply(
+        [
+            Record(0, 4, 0, meta("acme", "cpu.user", {"unit": None, "type": "count"})),
+            Record(0, 5, 0, meta("acme", "cpu.user", {"type": "gauge"})),  # same batch
+        ]
     )
+    r = c.get("/v1/metrics/cpu.user/metadata", params={"org": "acme"})
     assert r.json() == {"metadata": {"type": "gauge"}}
     other = c.get("/v1/metrics/cpu.user/metadata", params={"org": "globex"})
     assert other.json() == {"metadata": {}}
-    bad = c.put("/v1/metrics/cpu.user/metadata", params={"org": "acme"}, json={"x": 1})
-    assert bad.status_code == 400
+    # writes only through Kafka: no write endpoint on the store
+    assert (
+        c.put("/v1/metrics/cpu.user/metadata", params={"org": "acme"}, json={}).status_code == 405
+    )
     index.close()
     again = TagIndex("series", tmp_path / "tags")  # durable
     assert again.metadata("acme", "cpu.user") == {"type": "gauge"}
