@@ -248,14 +248,16 @@ class Up:
                 self._write_state()
             if sup.started_up and not announced:
                 announced = True
-                self._write_endpoints(api_key, app_key, components)
-                self._start_self_metrics(components)
                 by_name = {c.name: c for c in components}
                 intake, query = by_name["intake"].url, by_name["query"].url
+                # Said before endpoints.json appears: whoever waits for the file (a
+                # script, a test) then always finds the line in the output too.
                 self.say(
                     f"strata is up: intake {intake}, query {query} — keys in "
                     f"{self.data_dir / ENDPOINTS_FILE}"
                 )
+                self._write_endpoints(api_key, app_key, components)
+                self._start_self_metrics(components)
             time.sleep(POLL_SECONDS)
 
     def _start_self_metrics(self, components: list[Component]) -> None:
