@@ -3,7 +3,8 @@
 Every ``interval_seconds`` each monitor is judged over the newest window the pipeline has
 confirmed complete, never over time that may still be missing data:
 
-1. ``target = now - evaluation_delay``; ``complete = gate(org, metrics of the query)``;
+1. ``target = now - evaluation_delay``; ``complete = gate(org, metrics of the query)``
+   (percentile queries gate on the sketch tiers, heartbeat/gate.py);
    when the gate knows nothing (``None``) or ``target - complete > max_delay_seconds``
    the monitor is **delayed**: its states are held and its status says why — a lagging
    pipeline never raises an alert, a No Data, or a recovery;
@@ -93,9 +94,10 @@ class RunQuery(Protocol):
 
 
 class Gate(Protocol):
-    def __call__(self, org: str, metrics: Sequence[str]) -> int | None:
-        """The time through which every store and partition holding ``metrics`` of ``org``
-        has applied everything (Unix seconds), ``None`` when unknown."""
+    def __call__(self, org: str, metrics: Sequence[str], sketches: Sequence[str]) -> int | None:
+        """The time through which every store and partition holding ``metrics`` (read as
+        points) and ``sketches`` (metrics read as sketches: percentiles) of ``org`` has
+        applied everything (Unix seconds), ``None`` when unknown."""
         ...
 
 
@@ -427,7 +429,7 @@ class Evaluator:
         q = m.definition.parsed
         now = self._clock()
         try:
-            complete = self._gate(m.org, q.metrics)
+            complete = self._gate(m.org, q.point_metrics, q.sketch_metrics)
         except Exception as exc:
             log.warning("monitor %d: gate failed: %s", m.id, exc)
             complete = None

@@ -9,8 +9,10 @@ delays nothing.
 
 Which kinds a monitor needs: the indexes (tags, inverted: which series exist) and the point
 tier serving recent data: the first of ``point_tiers`` (default RAM, then rocks) that has an
-instance owning the partition. The archive is not consulted: it serves months-old data and
-its watermark trails by its flush interval.
+instance owning the partition. A metric queried with a percentile is read from sketches, so
+it needs the sketch tier serving recent data instead (``SKETCH_TIERS``: the RAM, then the
+rocks sketch store; intake writes markers into the sketches topic too). The archive is not
+consulted: it serves months-old data and its watermark trails by its flush interval.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from strata.registry import Registration, watermark_of
 
 INDEX_KINDS = ("tags", "inverted")
 POINT_TIERS = ("ram", "rocks")
+SKETCH_TIERS = ("ram-sketches", "rocks-sketches")
 
 
 class Instances(Protocol):
@@ -83,25 +86,32 @@ def completeness(
 
 
 class PipelineGate:
-    """The evaluator's gate: ``gate(org, metrics)`` = complete through (Unix seconds) for all
-    of ``metrics``, None when unknown (an owner missing, no watermark yet, registry down)."""
+    """The evaluator's gate: ``gate(org, metrics, sketches)`` = complete through (Unix
+    seconds) for all of ``metrics`` (read as points) and ``sketches`` (metrics read as
+    sketches), None when unknown (an owner missing, no watermark yet, registry down)."""
 
     def __init__(
         self,
         view: Instances,
         *,
         point_tiers: Sequence[str] = POINT_TIERS,
+        sketch_tiers: Sequence[str] = SKETCH_TIERS,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self._view = view
         self._point_tiers = tuple(point_tiers)
+        self._sketch_tiers = tuple(sketch_tiers)
         self._on_error = on_error
 
-    def __call__(self, org: str, metrics: Sequence[str]) -> int | None:
+    def __call__(
+        self, org: str, metrics: Sequence[str], sketches: Sequence[str] = ()
+    ) -> int | None:
+        needs = [(m, self._point_tiers) for m in metrics]
+        needs += [(m, self._sketch_tiers) for m in sketches]
         through: list[int] = []
         try:
-            for metric in metrics:
-                c = completeness(self._view, org, metric, point_tiers=self._point_tiers)
+            for metric, tiers in needs:
+                c = completeness(self._view, org, metric, point_tiers=tiers)
                 t = c.through_ms
                 if t is None:
                     return None

@@ -68,6 +68,9 @@ class MonitorQuery:
     timeshift in seconds), else ``None``. ``metrics``/``group_by`` are those of ``expr``'s
     metric queries (the gate needs the metrics; multi-alert follows ``by``); ``scope_tags``
     are the exact tags written in their scopes (the list API filters on them).
+    ``sketch_metrics`` are the metrics queried with a percentile (``p99:latency{*}``): they
+    are read from the sketch tiers, so the gate waits for those tiers' watermarks;
+    ``point_metrics`` the others, read as points.
     """
 
     time_agg: str
@@ -80,6 +83,8 @@ class MonitorQuery:
     metrics: tuple[str, ...]
     group_by: tuple[str, ...]
     scope_tags: frozenset[str]
+    point_metrics: tuple[str, ...] = ()
+    sketch_metrics: tuple[str, ...] = ()
 
     @property
     def multi(self) -> bool:
@@ -211,12 +216,6 @@ def parse_monitor_query(text: str) -> MonitorQuery:
     queries = ast.metric_queries(expr)
     if not queries:
         raise s.fail("the monitor query needs at least one metric query", body_start)
-    for q in queries:
-        # The evaluator reads points only; percentiles of distributions are query-only.
-        if isinstance(q.aggregator, ast.Percentile):
-            raise s.fail(
-                f"distributions are not supported yet: {q.aggregator.value!r}", body_start + q.pos
-            )
     return MonitorQuery(
         time_agg=time_agg,
         window=window,
@@ -228,6 +227,12 @@ def parse_monitor_query(text: str) -> MonitorQuery:
         metrics=tuple(dict.fromkeys(q.metric for q in queries)),
         group_by=tuple(dict.fromkeys(k for q in queries for k in q.group_by)),
         scope_tags=frozenset(t for q in queries for t in _exact_tags(q.filter)),
+        point_metrics=tuple(
+            dict.fromkeys(q.metric for q in queries if not isinstance(q.aggregator, ast.Percentile))
+        ),
+        sketch_metrics=tuple(
+            dict.fromkeys(q.metric for q in queries if isinstance(q.aggregator, ast.Percentile))
+        ),
     )
 
 

@@ -22,6 +22,7 @@ merged twice, or lost, would show.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -565,3 +566,66 @@ def test_bad_payloads_are_refused_naming_the_field(pipeline: Pipeline) -> None:
     }
     resp = httpx.post(url, json=window, headers=key, timeout=10.0)
     assert (resp.status_code, resp.json()) == (202, {"status": "ok"})
+
+
+def test_a_percentile_monitor_alerts_on_the_slow_host_only(pipeline: Pipeline) -> None:
+    """A multi-alert monitor on ``p99`` (gated on the sketch stores' watermarks, judged by
+    the evaluator of ``strata up`` from merged sketches): the host whose p99 is over the
+    threshold alerts, the other stays OK, and evaluation is not held as delayed."""
+    key = pipeline.endpoints["api_key"]
+    headers = {"DD-API-KEY": key, "DD-APPLICATION-KEY": pipeline.endpoints["app_key"]}
+    rng = random.Random(11)
+    stop = threading.Event()
+
+    def feed() -> None:  # like an agent: every 2 s, this second's latencies per host
+        with httpx.Client(timeout=10.0) as http:
+            while not stop.is_set():
+                now = int(time.time())
+                series = [
+                    {
+                        "metric": "e2e.dist.mon",
+                        "host": host,
+                        "points": [
+                            [now, [round(rng.lognormvariate(mu, 0.3), 3) for _ in range(50)]]
+                        ],
+                    }
+                    for host, mu in (("slow", math.log(300)), ("fast", math.log(10)))
+                ]
+                # a failed send is retried on the next tick, like the agent
+                with contextlib.suppress(httpx.HTTPError):
+                    http.post(
+                        f"{pipeline.intake}/api/v1/distribution_points",
+                        json={"series": series},
+                        headers={"DD-API-KEY": key},
+                    )
+                stop.wait(2.0)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        created = httpx.post(
+            f"{pipeline.query}/api/v1/monitor",
+            headers=headers,
+            json={
+                "name": "p99 latency per host",
+                "type": "query alert",
+                "query": "max(last_1m):p99:e2e.dist.mon{*} by {host} > 100",
+                "message": "slow host",
+                "options": {"thresholds": {"critical": 100}},
+            },
+            timeout=10.0,
+        )
+        assert created.status_code == 200, created.text
+        mid = created.json()["id"]
+
+        def judged() -> None:
+            got = httpx.get(f"{pipeline.query}/api/v1/monitor/{mid}", headers=headers, timeout=10)
+            state = got.json()["state"]
+            statuses = {name: g["status"] for name, g in state["groups"].items()}
+            assert statuses == {"host:slow": "Alert", "host:fast": "OK"}, state
+            assert not state["evaluation"]["delayed"], state
+
+        eventually(judged, timeout=120.0, what="the p99 monitor judged per host")
+    finally:
+        stop.set()
+        feeder.join(timeout=15)

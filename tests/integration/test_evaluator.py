@@ -100,7 +100,7 @@ class Pipeline:
     def clock(self) -> float:
         return self.now
 
-    def gate(self, org: str, metrics: Sequence[str]) -> int | None:
+    def gate(self, org: str, metrics: Sequence[str], sketches: Sequence[str]) -> int | None:
         return self.complete
 
     def run_query(self, org: str, expr: ast.Expr, start: int, end: int) -> WindowFrame:
@@ -453,7 +453,7 @@ def test_run_loop_evaluates_and_delivers(redis_url: str, receiver: Receiver) -> 
     store = MonitorStore.from_url(redis_url)
     notifier = WebhookNotifier(store, settings.webhooks)
 
-    def gate(org: str, metrics: Sequence[str]) -> int:
+    def gate(org: str, metrics: Sequence[str], sketches: Sequence[str]) -> int:
         return int(time.time()) - 1
 
     ev = Evaluator(store, pipe.run_query, gate, notifier, time.time, settings)

@@ -153,6 +153,23 @@ def test_rocks_gates_when_no_ram_instance_runs() -> None:
     assert PipelineGate(view)(ORG, [name_in(2)]) == 10
 
 
+def test_percentile_metrics_gate_on_the_sketch_tiers() -> None:
+    everything = list(range(COUNT))
+    view = pipeline({p: 80_000 for p in everything})
+    view.regs += [
+        reg("ram-sketches", "ram-1", {p: 30_000 for p in everything}, everything),
+        reg("rocks-sketches", "rocks-1", {p: 5_000 for p in everything}, everything),
+    ]
+    gate = PipelineGate(view)
+    assert gate(ORG, [name_in(1)]) == 80  # points only: the sketch stores do not matter
+    assert gate(ORG, [], [name_in(1)]) == 30  # the RAM sketch store, not rocks
+    assert gate(ORG, [name_in(1)], [name_in(1)]) == 30
+    view.regs = [r for r in view.regs if r.kind != "ram-sketches"]
+    assert gate(ORG, [], [name_in(1)]) == 5  # rocks when no RAM sketch store runs
+    view.regs = [r for r in view.regs if r.kind != "rocks-sketches"]
+    assert gate(ORG, [name_in(1)], [name_in(1)]) is None  # no sketch owner: unknown
+
+
 def test_registry_errors_make_the_gate_unknown() -> None:
     class Broken:
         def instances(self, kind: str) -> list[Registration]:

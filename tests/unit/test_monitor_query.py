@@ -211,7 +211,6 @@ INVALID: dict[str, tuple[str, int]] = {
         "cannot mix '!' or ',' with AND/OR/NOT in one scope; use 'NOT' and 'AND' instead",
         24,
     ),
-    "avg(last_5m):p95:latency{*} > 1": ("distributions are not supported yet: 'p95'", 13),
     "change(last_5m):avg:x{*} > 1": (
         "change() takes a time aggregation and a timeshift, like change(avg(last_5m),last_1h)",
         7,
@@ -253,6 +252,14 @@ def test_invalid_queries_name_the_position(text: str) -> None:
         parse_monitor_query(text)
     assert (err.value.message, err.value.position) == (message, position)
     assert str(err.value) == f"{message} at position {position}"
+
+
+def test_percentile_queries_read_sketches_and_others_points() -> None:
+    q = parse_monitor_query("max(last_5m):p95:latency{*} by {host} / avg:load{*} by {host} > 2")
+    assert q.metrics == ("latency", "load")
+    assert (q.point_metrics, q.sketch_metrics) == (("load",), ("latency",))
+    both = parse_monitor_query("avg(last_5m):p99:latency{*} - avg:latency{*} > 1")
+    assert (both.point_metrics, both.sketch_metrics) == (("latency",), ("latency",))
 
 
 def test_the_golden_table_is_large_and_covers_every_aggregator_and_operator() -> None:
