@@ -106,6 +106,7 @@ def main() -> None:
     gate = PipelineGate(
         view,
         point_tiers=settings.gate_point_tiers,
+        sketch_tiers=settings.gate_sketch_tiers,
         on_error=lambda exc: log.warning("completeness unknown: %s", exc),
     )
     evaluator, store, notifier = build_evaluator(settings, client, gate)

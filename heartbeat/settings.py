@@ -1,16 +1,18 @@
-"""Monitor evaluator settings: :class:`strata.settings.CommonSettings` plus the evaluator's
-and the webhook notifier's own fields (``STRATA_*`` environment, read once at start and
-passed down). Every field is listed in docs/monitors.md.
+"""Monitor evaluator settings: :class:`strata.settings.StoreReaderSettings` (the fields it
+shares with the query service) plus the evaluator's and the webhook notifier's own fields
+(``STRATA_*`` environment, read once at start and passed down). Every field is listed in
+docs/monitors.md.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from strata.settings import CommonSettings
+from heartbeat.gate import POINT_TIERS, SKETCH_TIERS
+from strata.settings import StoreReaderSettings
 
 
-class EvaluatorSettings(CommonSettings):
+class EvaluatorSettings(StoreReaderSettings):
     """``STRATA_*`` environment of the monitor evaluator (``heartbeat/evaluator.py``)."""
 
     interval_seconds: float = Field(
@@ -22,18 +24,8 @@ class EvaluatorSettings(CommonSettings):
         description="a monitor whose data is complete only further back than this (behind "
         "now - evaluation_delay) is not evaluated: it holds its states and reports 'delayed'",
     )
-    monitors_redis_url: str | None = Field(
-        default=None,
-        description="Redis holding the monitors (STRATA_MONITORS_REDIS_URL); REDIS_URL if unset",
-    )
     redis_timeout_seconds: float = Field(
         default=2.0, gt=0, description="socket timeout of the monitor store's Redis calls"
-    )
-    max_points: int = Field(
-        default=300, ge=1, description="most buckets per evaluated window (picks the interval)"
-    )
-    max_series: int = Field(
-        default=100_000, ge=1, description="most series one monitor query may aggregate"
     )
     transitions_kept: int = Field(
         default=1000, ge=1, description="transitions kept per monitor in its log"
@@ -69,17 +61,14 @@ class EvaluatorSettings(CommonSettings):
                 raise ValueError(f"webhook {name!r}: URL must start with http:// or https://")
         return value
 
-    @property
-    def monitors_url(self) -> str:
-        return self.monitors_redis_url or self.redis_url
-
     @classmethod
     def load(cls) -> EvaluatorSettings:
         return cls()
 
 
-# Points tiers whose watermark gates a monitor (heartbeat/gate.py): the first with an owner.
-GATE_POINT_TIERS = ("ram", "rocks")
+# The tiers whose watermark gates a monitor (heartbeat/gate.py): the first with an owner.
+GATE_POINT_TIERS = POINT_TIERS
+GATE_SKETCH_TIERS = SKETCH_TIERS
 DEFAULT_PORT = 8102
 
 
@@ -96,15 +85,14 @@ class HeartbeatSettings(EvaluatorSettings):
     emit_interval_seconds: float = Field(
         default=1.0, gt=0, description="one heartbeat every this many seconds"
     )
-    store_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="timeout of each request to a store's read API"
-    )
-    registry_cache_seconds: float = Field(
-        default=1.0, ge=0, description="how long discovered store instances are reused"
-    )
     gate_point_tiers: list[str] = Field(
         default=list(GATE_POINT_TIERS),
         description="point tiers whose watermark gates a monitor: the first with an owner",
+    )
+    gate_sketch_tiers: list[str] = Field(
+        default=list(GATE_SKETCH_TIERS),
+        description="sketch tiers whose watermark gates a percentile monitor: the first with "
+        "an owner",
     )
 
     @property

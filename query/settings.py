@@ -1,4 +1,5 @@
-"""Query service settings: :class:`strata.settings.CommonSettings` plus the query's own fields.
+"""Query service settings: :class:`strata.settings.StoreReaderSettings` (the fields it
+shares with the monitor evaluator) plus the query's own.
 
 Read once in ``query.__main__`` and passed down; every field is listed in docs/query.md.
 """
@@ -7,31 +8,19 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from strata.settings import CommonSettings
+from strata.settings import StoreReaderSettings
 
 DEFAULT_PORT = 8101
 
 
-class QuerySettings(CommonSettings):
+class QuerySettings(StoreReaderSettings):
     """``STRATA_*`` environment for ``python -m query``."""
 
-    max_points: int = Field(
-        default=300, ge=1, description="most points per series; picks the rollup interval"
-    )
-    max_series: int = Field(
-        default=100_000, ge=1, description="most series one query may aggregate (else 400)"
-    )
-    store_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="timeout of each request to a store's read API"
-    )
     query_budget_seconds: float = Field(
         default=30.0,
         gt=0,
         description="time budget of one API request: store calls are capped by what is "
         "left and none starts after it (504)",
-    )
-    registry_cache_seconds: float = Field(
-        default=1.0, ge=0, description="how long discovered store instances are reused"
     )
     coverage_margin_seconds: int = Field(
         default=30,
@@ -62,15 +51,6 @@ class QuerySettings(CommonSettings):
     cache_retry_seconds: float = Field(
         default=5.0, ge=0, description="after a cache Redis error, answer uncached this long"
     )
-
-    monitors_redis_url: str | None = Field(
-        default=None,
-        description="Redis holding the monitors (STRATA_MONITORS_REDIS_URL); REDIS_URL if unset",
-    )
-
-    @property
-    def monitors_url(self) -> str:
-        return self.monitors_redis_url or self.redis_url
 
     @property
     def cache_url(self) -> str:

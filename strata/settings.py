@@ -1,8 +1,9 @@
 """Typed settings, one object per service, read once from ``STRATA_*`` environment variables.
 
-Services subclass :class:`CommonSettings`; ``load()`` is called once in the service's
-``__main__`` and the object is passed down. Every field and default is listed in
-docs/operations.md.
+Services subclass :class:`CommonSettings` (those that query the stores,
+:class:`StoreReaderSettings`); ``load()`` is called once in the service's ``__main__`` and the
+object is passed down. Every field and default is listed in docs/operations.md and the
+service pages it links.
 """
 
 from __future__ import annotations
@@ -48,3 +49,36 @@ class CommonSettings(BaseSettings):
     @classmethod
     def load(cls) -> CommonSettings:
         return cls()
+
+
+class StoreReaderSettings(CommonSettings):
+    """What the services that query the stores share (the query service and the heartbeat
+    process's monitor evaluator): query limits, store discovery and reads, the monitors'
+    Redis. Declared once so the two cannot disagree on a name or a default."""
+
+    max_points: int = Field(
+        default=300,
+        ge=1,
+        description="most points per series of a query or an evaluated monitor window "
+        "(picks the rollup interval)",
+    )
+    max_series: int = Field(
+        default=100_000,
+        ge=1,
+        description="most series one query or monitor query may aggregate (the query API "
+        "answers 400 beyond it)",
+    )
+    store_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="timeout of each request to a store's read API"
+    )
+    registry_cache_seconds: float = Field(
+        default=1.0, ge=0, description="how long discovered store instances are reused"
+    )
+    monitors_redis_url: str | None = Field(
+        default=None,
+        description="Redis holding the monitors (STRATA_MONITORS_REDIS_URL); REDIS_URL if unset",
+    )
+
+    @property
+    def monitors_url(self) -> str:
+        return self.monitors_redis_url or self.redis_url

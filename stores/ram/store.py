@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from stores.ram.blocks import Columns, PartitionPoints, Sids, concat, sort_columns
+from stores.runtime.replay import ReplayWindow
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import PointBatch, decode_points
 from strata.rollup import Rollups, rollup
@@ -33,30 +34,19 @@ class RamStore(Store[PointBatch]):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topic = topic
-        self._window = window_seconds
-        self._margin = replay_margin_seconds
-        self._clock = clock
         self._lock = threading.Lock()
+        self._replay = ReplayWindow(window_seconds, replay_margin_seconds, clock)
         self._parts: dict[int, PartitionPoints] = {}
-        self._replay_start: dict[int, int] = {}
-        # partition -> broker time (ms) of its assignment, while its replay is running
-        self._replaying: dict[int, int] = {}
         self._dropped_old = 0
-
-    def _oldest(self) -> int:
-        return int(self._clock()) - self._window
 
     def decode(self, value: bytes) -> PointBatch:
         return decode_points(value)
 
     def apply(self, records: Sequence[Record[PointBatch]]) -> None:
         with self._lock:
-            oldest = self._oldest()
+            oldest = self._replay.oldest()
             for r in records:
-                started = self._replaying.get(r.partition)
-                if started is not None and r.timestamp_ms >= started:
-                    # Appended after the assignment: everything before it was replayed.
-                    del self._replaying[r.partition]
+                self._replay.seen(r.partition, r.timestamp_ms)
                 part = self._parts.get(r.partition)
                 if part is None:
                     part = self._parts[r.partition] = PartitionPoints()
@@ -67,53 +57,40 @@ class RamStore(Store[PointBatch]):
                 part.evict(oldest)
 
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
-        # Seek by broker append time, but points are kept by their own timestamps, and
-        # intake accepts points stamped up to its future window ahead of their append: a
-        # point appended before ``now - window`` can still be inside the window. Replay a
-        # margin more; whatever is older than the window is dropped at apply.
-        return StartPosition(timestamp_ms=now_ms - (self._window + self._margin) * 1000)
+        return self._replay.start_position(now_ms)
 
     def assigned(self, partitions: Sequence[int], replay_from_ms: dict[int, int]) -> None:
-        now_ms = int(self._clock() * 1000)
         with self._lock:
             for p in partitions:
                 self._parts.setdefault(p, PartitionPoints())
-                self._replay_start[p] = replay_from_ms.get(p, 0) // 1000 + self._margin
-                self._replaying[p] = now_ms
+            self._replay.assigned(partitions, replay_from_ms)
 
     def revoked(self, partitions: Sequence[int]) -> None:
         with self._lock:
             for p in partitions:
                 self._parts.pop(p, None)
-                self._replay_start.pop(p, None)
-                self._replaying.pop(p, None)
+            self._replay.revoked(partitions)
 
     def coverage(self, partitions: Sequence[int], now: int) -> dict[int, list[int]]:
         """[max(now - window, replay start), now] per owned partition whose replay has
-        caught up (its end reached, or a record appended after the assignment applied); a
-        partition still replaying advertises nothing, so no reader mistakes its partial
-        window for a complete one."""
+        caught up (stores/runtime/replay.py); a partition still replaying advertises
+        nothing."""
         with self._lock:
-            return {
-                p: [max(now - self._window, self._replay_start.get(p, now)), now]
-                for p in partitions
-                if p in self._parts and p not in self._replaying
-            }
+            return self._replay.coverage([p for p in partitions if p in self._parts], now)
 
     def replaying(self) -> list[int]:
         """Partitions whose replay has not caught up yet."""
         with self._lock:
-            return sorted(self._replaying)
+            return self._replay.replaying()
 
     def caught_up(self, partition: int, end_offset: int) -> None:
-        # The consumer reached the partition's end: its replay is complete.
         with self._lock:
-            self._replaying.pop(partition, None)
+            self._replay.caught_up(partition)
 
     def idle(self) -> None:
         # Housekeeping only: an empty poll does not mean the replay is complete.
         with self._lock:
-            oldest = self._oldest()
+            oldest = self._replay.oldest()
             for part in self._parts.values():
                 part.evict(oldest)
 
@@ -122,7 +99,7 @@ class RamStore(Store[PointBatch]):
         (sid, ts), duplicates resolved."""
         wanted = np.unique(sids)
         with self._lock:
-            start = max(start, self._oldest())
+            start = max(start, self._replay.oldest())
             parts = (
                 [p.read(wanted, start, end) for p in self._parts.values()] if start <= end else []
             )

@@ -37,14 +37,10 @@ from stores.rocks.ingest import merge, touched
 from stores.rocks.shards import DayShards
 from stores.rocks.stagecodec import STAGING_PREFIX, ChunkKey, decode_chunk, encode_chunk
 from stores.rocks.staging import StagedPoints
-from stores.runtime.applied import (
-    TOPIC_ID_KEY,
-    adopt_topic,
-    complete_key,
-    offset_key,
-    start_from_db,
-)
-from stores.runtime.rocks import i64, read_i64, read_u64, scan_prefix, u64, write_sync
+from stores.runtime.applied import TOPIC_ID_KEY, adopt_topic, offset_key, start_from_db
+from stores.runtime.completeness import Completeness
+from stores.runtime.completeness_db import DbStored, complete_puts
+from stores.runtime.rocks import scan_prefix, u64
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import PointBatch, decode_points
 from strata.conflict import resolve
@@ -118,15 +114,12 @@ class RocksStore(Store[PointBatch]):
         self._fold_delay = fold_delay_seconds
         self._fold_every = fold_check_seconds
         self._staging_max = staging_max_points
-        self._future_margin = future_margin_seconds
         self._clock = clock
         self.shards = DayShards(path)
+        self._stored = DbStored(self.shards.db)
+        self._progress = Completeness(self._stored, future_margin_seconds, clock)
         self.stats = Stats()
         self.staged = StagedPoints()
-        self._next: dict[int, int] = {}  # partition -> next offset to apply (cache of DB)
-        self._catching_up: dict[int, int] = {}  # partition -> assignment time (ms)
-        # partition -> "complete from" its first message says, written with its first record
-        self._complete_pending: dict[int, int] = {}
         self._last_retention = 0.0
         self._last_fold = clock()
         self._load_staging()
@@ -165,40 +158,21 @@ class RocksStore(Store[PointBatch]):
                 self.topic,
                 topic_id,
             )
-        self._next.clear()
+        self._progress.reset()
 
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
         return start_from_db(self.shards.db, partition)
 
     def assigned(self, partitions: Sequence[int], replay_from_ms: dict[int, int]) -> None:
-        now_ms = int(self._clock() * 1000)
-        for p in partitions:
-            self._catching_up[p] = now_ms
-            self._next.pop(p, None)
+        self._progress.assigned(partitions)
 
     def revoked(self, partitions: Sequence[int]) -> None:
-        for p in partitions:
-            self._catching_up.pop(p, None)
-            self._next.pop(p, None)
-            self._complete_pending.pop(p, None)
+        self._progress.revoked(partitions)
 
     def first_message(self, partition: int, offset: int, timestamp_ms: int) -> None:
         """Where the log starts, for a partition this DB reads from the beginning of the
-        topic (docs/rocks.md, "Coverage"). Offset 0 first: the whole log is here, complete
-        since ever. A later one: Kafka deleted the log's start (retention), and those
-        messages held points stamped up to ``future_margin_seconds`` after their append
-        time, which precedes this message's. The first *message*, not the first record:
-        heartbeat markers usually come first and never reach :meth:`apply`."""
-        if self._next_offset(partition) != 0 or self._complete_from(partition) is not None:
-            return  # resumed from our own offset: completeness is already recorded
-        lo = 0 if offset == 0 else timestamp_ms // 1000 + self._future_margin
-        self._complete_pending[partition] = lo
-
-    def _next_offset(self, partition: int) -> int:
-        if partition not in self._next:
-            raw = self.shards.db.get(offset_key(partition))
-            self._next[partition] = read_u64(raw) if raw is not None else 0
-        return self._next[partition]
+        topic (docs/rocks.md, "Coverage"; the rules: stores/runtime/completeness.py)."""
+        self._progress.first_message(partition, offset, timestamp_ms)
 
     def _horizon(self, now: float) -> int:
         """Start of the first hour that has not been closed for ``fold_delay_seconds``."""
@@ -212,17 +186,16 @@ class RocksStore(Store[PointBatch]):
         first: dict[int, int] = {}
         offsets: dict[int, int] = {}
         for r in records:
-            started = self._catching_up.get(r.partition)
-            if started is not None and r.timestamp_ms >= started:
-                del self._catching_up[r.partition]  # appended after we were assigned
-            if r.offset < self._next_offset(r.partition):
+            self._progress.seen(r.partition, r.timestamp_ms)
+            if r.offset < self._progress.next_offset(r.partition):
                 self.stats.skipped_records += 1
                 continue
             fresh.setdefault(r.partition, []).append(r.value)
             first.setdefault(r.partition, r.offset)
             first[r.partition] = min(first[r.partition], r.offset)
             offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
-        puts = self._completeness(records)
+        # A partition's first applied offset carries the completeness its first message set.
+        puts = complete_puts(self._progress.take_complete(offsets))
         writes: dict[int, list[tuple[bytes, bytes]]] = {}
         chunks: list[tuple[bytes, Columns]] = []
         if fresh:
@@ -257,28 +230,13 @@ class RocksStore(Store[PointBatch]):
                 for key, cols in chunks:
                     self.staged.add(key, *cols)
             self._staged_gauges()
-        self._next.update(offsets)
+        self._progress.applied(offsets)
         if self.staged.points > self._staging_max:
             self.fold(everything=True)
         elif now - self._last_fold >= self._fold_every:
             self.fold()
         if now - self._last_retention >= self._check_every:
             self.run_retention()
-
-    def _completeness(self, records: Sequence[Record[PointBatch]]) -> dict[bytes, bytes]:
-        """Puts recording, with the first records of a partition this DB reads from the
-        beginning of the topic, the time from which it holds all their points: what
-        :meth:`first_message` found."""
-        puts: dict[bytes, bytes] = {}
-        for r in records:
-            lo = self._complete_pending.pop(r.partition, None)
-            if lo is not None:
-                puts[complete_key(r.partition)] = i64(lo)
-        return puts
-
-    def _complete_from(self, partition: int) -> int | None:
-        raw = self.shards.db.get(complete_key(partition))
-        return read_i64(bytes(raw)) if raw is not None else None
 
     def _direct(self, ts: I64, sid: U64, now: float) -> npt.NDArray[np.bool_] | None:
         """Mask of the points to merge straight into blocks: those of closed hours, if
@@ -350,14 +308,7 @@ class RocksStore(Store[PointBatch]):
         """Nothing left to do: :meth:`apply` wrote its batch with the WAL fsynced."""
 
     def caught_up(self, partition: int, end_offset: int) -> None:
-        self._catching_up.pop(partition, None)
-        nothing_applied = self._next_offset(partition) == 0
-        if end_offset > 0 and nothing_applied and self._complete_from(partition) is None:
-            # No record applied: either only heartbeat markers were read (complete from
-            # where the first one says), or everything was deleted by Kafka retention
-            # before we read it (complete only for points to come).
-            lo = self._complete_pending.pop(partition, int(self._clock()) + self._future_margin)
-            write_sync(self.shards.db, {complete_key(partition): i64(lo)})
+        self._stored.write_complete(partition, self._progress.caught_up(partition, end_offset))
 
     def idle(self) -> None:
         # Housekeeping only: an empty poll does not mean any partition is at its end.
@@ -380,16 +331,7 @@ class RocksStore(Store[PointBatch]):
         today = now // layout.DAY
         days = self.shards.days()
         oldest = max(min([*days, today]), layout.oldest_kept_day(now, self._retention))
-        catching_up = set(self._catching_up)
-        out: dict[int, list[int]] = {}
-        for p in partitions:
-            if p in catching_up:
-                continue
-            complete = self._complete_from(p)
-            lo = oldest * layout.DAY if complete is None else max(oldest * layout.DAY, complete)
-            if lo <= now:
-                out[p] = [lo, now]
-        return out
+        return self._progress.coverage(partitions, now, oldest * layout.DAY)
 
     def close(self) -> None:
         self.shards.close()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from stores.runtime.replay import ReplayWindow
 from stores.runtime.store import Record, StartPosition, Store
 from stores.sketches.memory import PartitionSketches
 from stores.sketches.read import Sids, bucket_span
@@ -48,30 +49,21 @@ class RamSketchStore(Store[SketchMessage]):
     ) -> None:
         self.topic = topic
         self.params = params or SketchParams()
-        self._window = window_seconds
-        self._margin = replay_margin_seconds
-        self._clock = clock
         self._lock = threading.Lock()
+        self._replay = ReplayWindow(window_seconds, replay_margin_seconds, clock)
         self._parts: dict[int, PartitionSketches] = {}
         self._next: dict[int, int] = {}  # partition -> next offset to apply
-        self._replay_start: dict[int, int] = {}
-        self._replaying: dict[int, int] = {}  # partition -> assignment time (ms)
         self.skipped_records = 0
         self.dropped_old = 0
-
-    def _oldest(self) -> int:
-        return int(self._clock()) - self._window
 
     def decode(self, value: bytes) -> SketchMessage:
         return decode_sketches(value)
 
     def apply(self, records: Sequence[Record[SketchMessage]]) -> None:
         with self._lock:
-            oldest = self._oldest()
+            oldest = self._replay.oldest()
             for r in records:
-                started = self._replaying.get(r.partition)
-                if started is not None and r.timestamp_ms >= started:
-                    del self._replaying[r.partition]  # appended after the assignment
+                self._replay.seen(r.partition, r.timestamp_ms)
                 part = self._parts.get(r.partition)
                 if part is None:
                     continue  # not (or no longer) assigned here
@@ -85,46 +77,36 @@ class RamSketchStore(Store[SketchMessage]):
                 part.evict(oldest)
 
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
-        # As the RAM store: seek by append time, a margin before the window (sketches are
-        # kept by their own timestamps, which may run ahead of the append time).
-        return StartPosition(timestamp_ms=now_ms - (self._window + self._margin) * 1000)
+        return self._replay.start_position(now_ms)
 
     def assigned(self, partitions: Sequence[int], replay_from_ms: dict[int, int]) -> None:
-        now_ms = int(self._clock() * 1000)
         with self._lock:
             for p in partitions:
                 # The consumer replays the partition from the seek time: start clean, or
                 # every sketch still held would be merged in a second time.
                 self._parts[p] = PartitionSketches(self.params)
                 self._next.pop(p, None)
-                self._replay_start[p] = replay_from_ms.get(p, 0) // 1000 + self._margin
-                self._replaying[p] = now_ms
+            self._replay.assigned(partitions, replay_from_ms)
 
     def revoked(self, partitions: Sequence[int]) -> None:
         with self._lock:
             for p in partitions:
                 self._parts.pop(p, None)
                 self._next.pop(p, None)
-                self._replay_start.pop(p, None)
-                self._replaying.pop(p, None)
+            self._replay.revoked(partitions)
 
     def coverage(self, partitions: Sequence[int], now: int) -> dict[int, list[int]]:
-        """``[max(now - window, replay start), now]`` per owned partition whose replay has
-        caught up (as the RAM store)."""
+        """As the RAM store (stores/runtime/replay.py)."""
         with self._lock:
-            return {
-                p: [max(now - self._window, self._replay_start.get(p, now)), now]
-                for p in partitions
-                if p in self._parts and p not in self._replaying
-            }
+            return self._replay.coverage([p for p in partitions if p in self._parts], now)
 
     def caught_up(self, partition: int, end_offset: int) -> None:
         with self._lock:
-            self._replaying.pop(partition, None)
+            self._replay.caught_up(partition)
 
     def idle(self) -> None:
         with self._lock:
-            oldest = self._oldest()
+            oldest = self._replay.oldest()
             for part in self._parts.values():
                 part.evict(oldest)
 
@@ -134,7 +116,7 @@ class RamSketchStore(Store[SketchMessage]):
         wanted = np.unique(sids)
         lo, hi = bucket_span(start, end, step) if step > 1 else (start, end)
         with self._lock:
-            lo = max(lo, self._oldest())
+            lo = max(lo, self._replay.oldest())
             parts = [p.read(wanted, lo, hi) for p in self._parts.values()] if lo <= hi else []
         parts = [p for p in parts if len(p)]
         if not parts:

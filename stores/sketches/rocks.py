@@ -28,8 +28,10 @@ import numpy as np
 
 from stores.rocks import layout
 from stores.rocks.shards import DayShards
-from stores.runtime.applied import adopt_topic, complete_key, offset_key, start_from_db
-from stores.runtime.rocks import i64, read_i64, read_u64, u64, write_sync
+from stores.runtime.applied import adopt_topic, offset_key, start_from_db
+from stores.runtime.completeness import Completeness
+from stores.runtime.completeness_db import DbStored, complete_puts
+from stores.runtime.rocks import u64
 from stores.runtime.store import Record, StartPosition, Store
 from stores.sketches.fold import BY_STEP, I64, RECORDS, U64, decode_records, fold, record_keys
 from stores.sketches.read import Sids
@@ -71,15 +73,11 @@ class RocksSketchStore(Store[SketchMessage]):
         self.params = params or SketchParams()
         self._retention = retention_days
         self._check_every = retention_check_seconds
-        self._future_margin = future_margin_seconds
         self._clock = clock
         self.shards = DayShards(path)
+        self._stored = DbStored(self.shards.db)
+        self._progress = Completeness(self._stored, future_margin_seconds, clock)
         self.stats = SketchStats()
-        self._next: dict[int, int] = {}  # partition -> next offset (cache of the DB's)
-        self._catching_up: dict[int, int] = {}  # partition -> assignment time (ms)
-        # partition -> time from which it is complete, learnt from the first message read,
-        # to be written with the partition's first applied offset
-        self._complete_pending: dict[int, int] = {}
         self._last_retention = 0.0
         self.run_retention()
 
@@ -96,58 +94,35 @@ class RocksSketchStore(Store[SketchMessage]):
             log.warning(
                 "rocks-sketches: topic %s has a new id %s; replaying it", self.topic, topic_id
             )
-        self._next.clear()
+        self._progress.reset()
 
     def start_position(self, partition: int, now_ms: int) -> StartPosition:
         return start_from_db(self.shards.db, partition)
 
     def assigned(self, partitions: Sequence[int], replay_from_ms: dict[int, int]) -> None:
-        now_ms = int(self._clock() * 1000)
-        for p in partitions:
-            self._catching_up[p] = now_ms
-            self._next.pop(p, None)
+        self._progress.assigned(partitions)
 
     def revoked(self, partitions: Sequence[int]) -> None:
-        for p in partitions:
-            self._catching_up.pop(p, None)
-            self._next.pop(p, None)
-            self._complete_pending.pop(p, None)
+        self._progress.revoked(partitions)
 
     def first_message(self, partition: int, offset: int, timestamp_ms: int) -> None:
-        """As the rocks store (docs/rocks.md, "Coverage"), for a partition this DB reads
-        from the beginning of the topic: offset 0 first means the whole log is here
-        (complete since ever); a later one that Kafka deleted the log's start, whose
-        messages held sketches stamped up to ``future_margin_seconds`` after their append
-        time, which precedes this message's. The first *message*, not the first record:
-        heartbeat markers come before any record and never reach :meth:`apply`."""
-        if self._next_offset(partition) != 0 or self._complete_from(partition) is not None:
-            return  # resumed from our own offset: completeness is already recorded
-        lo = 0 if offset == 0 else timestamp_ms // 1000 + self._future_margin
-        self._complete_pending[partition] = lo
-
-    def _next_offset(self, partition: int) -> int:
-        if partition not in self._next:
-            raw = self.shards.db.get(offset_key(partition))
-            self._next[partition] = read_u64(raw) if raw is not None else 0
-        return self._next[partition]
+        """As the rocks store (docs/rocks.md, "Coverage"; the rules:
+        stores/runtime/completeness.py)."""
+        self._progress.first_message(partition, offset, timestamp_ms)
 
     def apply(self, records: Sequence[Record[SketchMessage]]) -> None:
         now = self._clock()
         fresh: list[SketchBatch] = []
         offsets: dict[int, int] = {}
-        puts: dict[bytes, bytes] = {}
         for r in records:
-            started = self._catching_up.get(r.partition)
-            if started is not None and r.timestamp_ms >= started:
-                del self._catching_up[r.partition]  # appended after we were assigned
-            if r.offset < max(self._next_offset(r.partition), offsets.get(r.partition, 0)):
+            self._progress.seen(r.partition, r.timestamp_ms)
+            if r.offset < max(self._progress.next_offset(r.partition), offsets.get(r.partition, 0)):
                 self.stats.skipped_records += 1
                 continue
             fresh.append(r.value.batch.convert(self.params))
             offsets[r.partition] = r.offset + 1
-            lo = self._complete_pending.pop(r.partition, None)
-            if lo is not None:
-                puts[complete_key(r.partition)] = i64(lo)
+        # A partition's first applied offset carries the completeness its first message set.
+        puts = complete_puts(self._progress.take_complete(offsets))
         writes: dict[int, list[tuple[bytes, bytes]]] = {}
         if fresh:
             rows = SketchBatch.concat(fresh)
@@ -163,7 +138,7 @@ class RocksSketchStore(Store[SketchMessage]):
         puts.update({offset_key(p): u64(o) for p, o in offsets.items()})
         if writes or puts:
             self.shards.write(writes, puts)
-        self._next.update(offsets)
+        self._progress.applied(offsets)
         if now - self._last_retention >= self._check_every:
             self.run_retention()
 
@@ -193,22 +168,11 @@ class RocksSketchStore(Store[SketchMessage]):
                 out[i] = None if value is None else bytes(value)
         return out
 
-    def _complete_from(self, partition: int) -> int | None:
-        raw = self.shards.db.get(complete_key(partition))
-        return read_i64(bytes(raw)) if raw is not None else None
-
     def make_durable(self) -> None:
         """Nothing left to do: :meth:`apply` wrote its batch with the WAL fsynced."""
 
     def caught_up(self, partition: int, end_offset: int) -> None:
-        self._catching_up.pop(partition, None)
-        nothing_applied = self._next_offset(partition) == 0
-        if end_offset > 0 and nothing_applied and self._complete_from(partition) is None:
-            # No record applied: either only heartbeat markers were read (complete from
-            # where the first one says), or everything was deleted before we read it
-            # (complete from now on).
-            lo = self._complete_pending.pop(partition, int(self._clock()) + self._future_margin)
-            write_sync(self.shards.db, {complete_key(partition): i64(lo)})
+        self._stored.write_complete(partition, self._progress.caught_up(partition, end_offset))
 
     def idle(self) -> None:
         if self._clock() - self._last_retention >= self._check_every:
@@ -228,15 +192,7 @@ class RocksSketchStore(Store[SketchMessage]):
         oldest = max(
             min([*self.shards.days(), today]), layout.oldest_kept_day(now, self._retention)
         )
-        out: dict[int, list[int]] = {}
-        for p in partitions:
-            if p in self._catching_up:
-                continue
-            complete = self._complete_from(p)
-            lo = oldest * layout.DAY if complete is None else max(oldest * layout.DAY, complete)
-            if lo <= now:
-                out[p] = [lo, now]
-        return out
+        return self._progress.coverage(partitions, now, oldest * layout.DAY)
 
     def close(self) -> None:
         self.shards.close()

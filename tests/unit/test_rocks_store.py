@@ -165,20 +165,20 @@ def test_coverage_starts_where_each_partition_is_complete(tmp_path: Path) -> Non
         store.caught_up(p, end)
     assert store.coverage([0, 1, 2, 3, 4], NOW) == {
         0: [first * DAY, NOW],
-        1: [appended + 600, NOW],
+        1: [appended + 601, NOW],
         3: [first * DAY, NOW],
         4: [first * DAY, NOW],
     }
     # Partition 2 holds only what is appended from now on (plus the margin).
-    assert store.coverage([2], NOW + 600) == {2: [NOW + 600, NOW + 600]}
+    assert store.coverage([2], NOW + 601) == {2: [NOW + 601, NOW + 601]}
     store.close()
     # Persisted beside the offsets: a restart keeps each partition's start.
     again = open_store(tmp_path, clock, retention=5)
     again.bind_topic("topic-a")
-    assert again.coverage([0, 1], NOW) == {0: [first * DAY, NOW], 1: [appended + 600, NOW]}
+    assert again.coverage([0, 1], NOW) == {0: [first * DAY, NOW], 1: [appended + 601, NOW]}
     # Later records never move it; a new topic (new id) forgets it with the offsets.
     again.apply([Record(1, 501, NOW * 1000, rec(0, [2], [NOW], [3.0], p=1).value)])
-    assert again.coverage([1], NOW) == {1: [appended + 600, NOW]}
+    assert again.coverage([1], NOW) == {1: [appended + 601, NOW]}
     again.bind_topic("topic-b")
     assert again.coverage([0, 1, 2], NOW) == {p: [first * DAY, NOW] for p in (0, 1, 2)}
     again.close()

@@ -354,8 +354,8 @@ def test_rocks_completeness_comes_from_the_first_message_read(tmp_path: Path) ->
         store.caught_up(p, 7 if p == 2 else 42)
     oldest = min(store.shards.days()) * DAY
     assert store.coverage([0, 1, 2], NOW) == {0: [oldest, NOW], 2: [oldest, NOW]}
-    clock.now = NOW + 600  # p1 is complete from its first message's append time + margin
-    assert store.coverage([1], NOW + 600) == {1: [NOW - 100 + 600, NOW + 600]}
+    clock.now = NOW + 600  # p1 is complete from its first message's append time + margin + 1
+    assert store.coverage([1], NOW + 600) == {1: [NOW - 100 + 601, NOW + 600]}
     store.close()
     # Resuming from the stored offsets never changes the recorded completeness.
     again = RocksSketchStore("sketches", tmp_path, 3, future_margin_seconds=600, clock=clock)
