@@ -246,7 +246,7 @@ def _count(local: I64, weights: F64 | None, size: int) -> tuple[I64, F64]:
 
 
 def _fold_one(keys: I64, weights: F64 | None, bin_limit: int) -> tuple[I32, F64]:
-    """:func:`_fold` for a single group: (keys, counts) of one sketch's store."""
+    """:func:`fold_bins` for a single group: (keys, counts) of one sketch's store."""
     if keys.size == 0:
         return np.empty(0, np.int32), np.empty(0, np.float64)
     hi, lo = int(keys.max()), int(keys.min())
@@ -258,7 +258,7 @@ def _fold_one(keys: I64, weights: F64 | None, bin_limit: int) -> tuple[I32, F64]
     return (at + lo).astype(np.int32), counts
 
 
-def _fold(offsets: I64, keys: I64, weights: F64 | None, bin_limit: int) -> Bins:
+def fold_bins(offsets: I64, keys: I64, weights: F64 | None, bin_limit: int) -> Bins:
     """Sum equal keys within every group and collapse each group's lowest keys so that they
     span at most ``bin_limit``. Group ``g`` owns ``keys[offsets[g]:offsets[g+1]]`` in any
     order; ``weights`` (default 1) are the counts. Returns one sketch's bins per group."""
@@ -296,7 +296,7 @@ def _merge_bins(bins: Bins, order: I64, group_starts: I64, bin_limit: int) -> Bi
     """Merge the bins of the sketches ``order[group_starts[g]:group_starts[g+1]]`` per g."""
     taken = bins.take(order)
     bounds = np.append(group_starts, order.size)
-    return _fold(taken.offsets[bounds], taken.keys.astype(np.int64), taken.counts, bin_limit)
+    return fold_bins(taken.offsets[bounds], taken.keys.astype(np.int64), taken.counts, bin_limit)
 
 
 def _quantiles(
@@ -420,7 +420,7 @@ class Sketch:
             if karr.size and (karr.min() < -(2**31) or karr.max() >= 2**31):
                 raise SketchError("bin keys must fit in 32 bits")
             offsets = np.array([0, karr.size], dtype=np.int64)
-            stores.append(_fold(offsets, karr, carr, params.bin_limit))
+            stores.append(fold_bins(offsets, karr, carr, params.bin_limit))
         pos, neg = stores
         zero = float(zero_count)
         if not (math.isfinite(zero) and zero >= 0):
@@ -661,7 +661,7 @@ class SketchBatch:
         tiny = params.min_possible
         # Common (latencies, sizes): every value positive, no masks and no copies.
         if v.size == 0 or vmin[filled].min() > tiny:
-            pos = _fold(off, params.keys(v), None, params.bin_limit)
+            pos = fold_bins(off, params.keys(v), None, params.bin_limit)
             neg = Bins.empty(n)
             zero = np.zeros(n, dtype=np.float64)
         else:
@@ -679,7 +679,7 @@ class SketchBatch:
         sub = v[mask]
         if sign < 0:
             sub = -sub
-        return sub_off, _fold(sub_off, params.keys(sub), None, params.bin_limit)
+        return sub_off, fold_bins(sub_off, params.keys(sub), None, params.bin_limit)
 
     @classmethod
     def from_values(
@@ -865,5 +865,5 @@ class SketchBatch:
         stores = []
         for b in (self.pos, self.neg):
             keys = params.keys(self.params.values(b.keys)) if b.keys.size else b.keys
-            stores.append(_fold(b.offsets, keys.astype(np.int64), b.counts, params.bin_limit))
+            stores.append(fold_bins(b.offsets, keys.astype(np.int64), b.counts, params.bin_limit))
         return replace(self, params=params, pos=stores[0], neg=stores[1])
