@@ -38,8 +38,12 @@ from strata.sketch_codec import UnreadableSketch, decode_batch
 Sids = npt.NDArray[np.uint64]
 
 #: registry kind of each tier's sketch store (stores/sketches/: a second consumer loop of
-#: the RAM and rocks processes); the archive keeps no sketches yet
-SKETCH_KINDS: dict[str, str] = {"ram": "ram-sketches", "rocks": "rocks-sketches"}
+#: the RAM and rocks processes; stores/archive/sketches.py: a third loop of the archive's)
+SKETCH_KINDS: dict[str, str] = {
+    "ram": "ram-sketches",
+    "rocks": "rocks-sketches",
+    "archive": "archive-sketches",
+}
 _POINT_KINDS: dict[str, str] = {tier: tier for tier in TIER_ORDER}
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -135,7 +139,7 @@ class SketchClient(Protocol):
 
     def sketch_sources(self, org: str, metric: str) -> tuple[int | None, list[TierSource]]:
         """As :meth:`StoreClient.tier_sources`, for the sketch stores: ``TierSource.tier``
-        is the tier (``ram``, ``rocks``) whose sketch store owns the partition."""
+        is the tier (``ram``, ``rocks``, ``archive``) whose sketch store owns the partition."""
         ...
 
     def read_sketches(

@@ -1,4 +1,5 @@
 """Compaction and retention of points objects, one (topic id, partition) at a time.
+(:class:`Compactor` runs the sketch objects' pass too: :mod:`stores.archive.sketch_compaction`.)
 
 For each partition: read every ingest object, split its rows by UTC day, and for each
 touched day merge them with the day's current compacted object (duplicates resolved by
@@ -24,7 +25,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -43,48 +43,14 @@ from stores.archive.parquet_io import (
     rollup_table,
     to_parquet,
 )
+from stores.archive.retention import CompactionReport, Retention, drop_expired
+from stores.archive.sketch_compaction import SketchCompactor
 from strata.rollup import HOUR
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """Seconds of data kept per org; ``default`` for orgs without an override."""
-
-    default: int
-    overrides: dict[str, int] = field(default_factory=dict)
-
-    def cutoff(self, org: str, now: int) -> int:
-        """Rows of ``org`` with ``ts < cutoff`` are expired."""
-        return now - self.overrides.get(org, self.default)
-
-    def shortest(self) -> int:
-        return min([self.default, *self.overrides.values()])
-
-
-@dataclass
-class CompactionReport:
-    partitions: int = 0
-    inputs: int = 0
-    outputs: int = 0
-    expired_rows: int = 0
-    skipped: int = 0  # partitions given up this round (raced another compaction)
-
-
-def drop_expired(table: pa.Table, retention: Retention, now: int) -> pa.Table:
-    """Rows of ``table`` still inside their org's retention (vectorised per org)."""
-    if table.num_rows == 0:
-        return table
-    org = table["org"].cast(pa.string())
-    orgs = pc.unique(org).to_pylist()
-    cut = pa.array(np.full(table.num_rows, now - retention.default, dtype=np.int64), pa.int64())
-    for name in orgs:
-        if name in retention.overrides:
-            cut = pc.if_else(pc.equal(org, name), retention.cutoff(name, now), cut)
-    return table.filter(pc.greater_equal(table["ts"], cut))
+PartitionPass = Callable[[str, int, list[ObjectName], int, CompactionReport], None]
 
 
 class Compactor:
@@ -100,22 +66,31 @@ class Compactor:
         self._retention = retention
         self._row_group_rows = row_group_rows
         self._clock = clock
+        self._sketches = SketchCompactor(catalog, retention, row_group_rows=row_group_rows)
 
     def run(self, progress: Progress | None = None) -> CompactionReport:
+        """One pass over every partition of the points, then of the sketch objects."""
         now = int(self._clock())
         groups: dict[tuple[str, int], list[ObjectName]] = defaultdict(list)
         for name in self._catalog.family(Family.POINTS):
             groups[(name.topic_id, name.partition)].append(name)
+        work: list[tuple[PartitionPass, str, int, list[ObjectName]]] = [
+            (self._partition, tid, p, names) for (tid, p), names in sorted(groups.items())
+        ]
+        work += [
+            (self._sketches.partition, tid, p, names)
+            for (tid, p), names in self._sketches.groups().items()
+        ]
         report = CompactionReport()
-        for i, ((tid, p), names) in enumerate(sorted(groups.items())):
+        for i, (compact, tid, p, names) in enumerate(work):
             try:
-                self._partition(tid, p, names, now, report)
+                compact(tid, p, names, now, report)
             except ObjectNotFound as exc:
                 log.info("compaction of %s/p%d raced another one (%s); next round", tid, p, exc)
                 report.skipped += 1
             report.partitions += 1
             if progress is not None:
-                progress(i + 1, len(groups))
+                progress(i + 1, len(work))
         return report
 
     def _partition(

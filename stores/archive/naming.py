@@ -12,6 +12,14 @@ Layout (``<tid>`` is the broker's topic id, or the topic name if the broker has 
     rollups/1h/<tid>/p0003/d<day:011d>/<lo:020d>-<hi:020d>-<digest>.parquet 1 h rollups of it
     series/<tid>/p0003/<first:020d>-<last:020d>.parquet                     series records
     points/<tid>/p0003/_progress/<last:020d>                                progress marker
+    sketches/<tid>/p0003/<first:020d>-<last:020d>.parquet                   ingest sketches
+    sketches/<tid>/p0003/d<day:011d>/<lo:020d>-<hi:020d>-<digest>.parquet   compacted day
+    sketch-rollups/1m/<tid>/p0003/d<day:011d>/<lo>-<hi>-<digest>.parquet    1 m sketches of it
+    sketch-rollups/1h/<tid>/p0003/d<day:011d>/<lo>-<hi>-<digest>.parquet    1 h sketches of it
+    sketches/<tid>/p0003/_progress/<last:020d>                              progress marker
+
+For sketches the offset range in a name is also what keeps a message from being merged
+twice (merging is not idempotent): see :mod:`stores.archive.sketch_plan`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,9 @@ class Family(Enum):
     POINTS = "points"
     SERIES = "series"
     ROLLUPS_1H = "rollups/1h"
+    SKETCHES = "sketches"
+    SKETCHES_1M = "sketch-rollups/1m"
+    SKETCHES_1H = "sketch-rollups/1h"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -101,16 +112,17 @@ def partition_prefix(family: Family, topic_id: str, partition: int) -> str:
     return f"{family.value}/{safe_topic_id(topic_id)}/p{partition:04d}/"
 
 
-def progress_prefix(topic_id: str, partition: int) -> str:
-    return partition_prefix(Family.POINTS, topic_id, partition) + "_progress/"
+def progress_prefix(topic_id: str, partition: int, family: Family = Family.POINTS) -> str:
+    return partition_prefix(family, topic_id, partition) + "_progress/"
 
 
-def progress_name(topic_id: str, partition: int, last: int) -> str:
-    return f"{progress_prefix(topic_id, partition)}{last:020d}"
+def progress_name(topic_id: str, partition: int, last: int, family: Family = Family.POINTS) -> str:
+    return f"{progress_prefix(topic_id, partition, family)}{last:020d}"
 
 
 _NAME = re.compile(
-    r"^(?P<family>points|series|rollups/1h)/(?P<tid>[A-Za-z0-9._=-]+)/p(?P<p>\d{4})/"
+    r"^(?P<family>points|series|rollups/1h|sketches|sketch-rollups/1[mh])/"
+    r"(?P<tid>[A-Za-z0-9._=-]+)/p(?P<p>\d{4})/"
     r"(?:d(?P<day>\d{11})/)?(?P<first>\d{20})-(?P<last>\d{20})(?:-(?P<digest>[0-9a-f]{8}))?"
     r"\.parquet$"
 )

@@ -25,6 +25,8 @@ from strata.rollup import Rollups
 POINTS_FORMAT = "strata-archive-points/1"
 SERIES_FORMAT = "strata-archive-series/1"
 ROLLUPS_FORMAT = "strata-archive-rollups-1h/1"
+#: sketch objects of every kind (ingest, compacted, rollups): stores/archive/sketch_io.py
+SKETCHES_FORMAT = "strata-archive-sketches/1"
 
 _STR = pa.dictionary(pa.int32(), pa.string())
 POINTS_SCHEMA = pa.schema(
@@ -295,7 +297,7 @@ def read_meta(data: bytes) -> Meta:
         raise UnreadableObject(str(exc)) from exc
     get = {k.decode(): v.decode() for k, v in md.items()}
     fmt = get.get("strata.format", "")
-    if fmt not in (POINTS_FORMAT, ROLLUPS_FORMAT, SERIES_FORMAT):
+    if fmt not in (POINTS_FORMAT, ROLLUPS_FORMAT, SERIES_FORMAT, SKETCHES_FORMAT):
         raise UnreadableObject(f"unknown archive format {fmt!r}")
     return Meta(
         rows=int(get.get("strata.rows", "0")),
@@ -311,7 +313,7 @@ def read_table(
     start: int | None = None,
     end: int | None = None,
 ) -> pa.Table:
-    """Rows of a points or rollups object, filtered on sid and ts (row groups whose
+    """Rows of a points, rollups or sketch object, filtered on sid and ts (row groups whose
     statistics exclude the filter are skipped)."""
     filters: list[tuple[str, str, object]] = []
     if sids is not None:

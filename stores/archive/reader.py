@@ -32,6 +32,19 @@ class ReadRaced(RuntimeError):
     """Objects kept disappearing under the reader (compaction running very fast)."""
 
 
+def consistent(start: int, end: int, read: Callable[[], R]) -> R:
+    """``read()`` from one listing in which every object was still there: a listed object
+    that vanished (compacted away) makes it list and read again, bounded. ``read`` raises
+    :class:`ObjectNotFound` when it finds a listed object gone; raises :class:`ReadRaced`
+    after the last attempt (points and sketch reads alike)."""
+    for _ in range(_ATTEMPTS):
+        try:
+            return read()
+        except ObjectNotFound:
+            continue  # its compacted output was written before the delete: relist
+    raise ReadRaced(f"objects for [{start}, {end}] kept changing during the read")
+
+
 class ArchiveReader:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -87,14 +100,7 @@ class ArchiveReader:
 
     @staticmethod
     def _consistent(start: int, end: int, read: Callable[[], R]) -> R:
-        """``read()`` from one listing in which every object was still there: a listed
-        object that vanished (compacted away) makes it list and read again, bounded."""
-        for _ in range(_ATTEMPTS):
-            try:
-                return read()
-            except ObjectNotFound:
-                continue  # its compacted output was written before the delete: relist
-        raise ReadRaced(f"objects for [{start}, {end}] kept changing during the read")
+        return consistent(start, end, read)
 
     def _read_hours(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Rollups:
         stems: dict[str, str] = {}
@@ -122,4 +128,4 @@ def _resolve(t: pa.Table) -> Columns:
     return resolve(t["sid"].to_numpy(), t["ts"].to_numpy(), t["value"].to_numpy())
 
 
-__all__ = ["ArchiveReader", "Columns", "Meta", "ObjectName", "ReadRaced"]
+__all__ = ["ArchiveReader", "Columns", "Meta", "ObjectName", "ReadRaced", "consistent"]

@@ -1,5 +1,6 @@
-"""Run the archive process: two consumer loops (points, series), scheduled compaction,
-the registry heartbeat and the read API.
+"""Run the archive process: three consumer loops (points, series, sketches), scheduled
+compaction, the registry heartbeats (kinds ``archive`` and ``archive-sketches``) and the
+read API.
 
 A variant of :func:`stores.runtime.service.run_store` for a store that consumes two topics
 and commits only what is uploaded; the shared runtime is reused piece by piece, unchanged.
@@ -26,10 +27,17 @@ from stores.archive.naming import Family
 from stores.archive.objectstore import ObjectStore
 from stores.archive.reader import ArchiveReader
 from stores.archive.settings import ArchiveSettings
-from stores.archive.store import ArchivePointStore, ArchiveSeriesStore, ArchiveWriter
+from stores.archive.sketches import ArchiveSketchReader, ArchiveSketchStore
+from stores.archive.store import (
+    ArchivePointStore,
+    ArchiveSeriesStore,
+    ArchiveTierWriter,
+    ArchiveWriter,
+)
 from stores.runtime.consumer import ConsumerLoop
 from stores.runtime.heartbeat import RegistryHeartbeat
 from stores.runtime.ownership import Ownership
+from stores.runtime.serving import ServingGuard
 from stores.runtime.settings import StoreSettings
 from stores.runtime.watermarks import as_registry
 from strata.observability import FunctionCollector, Refreshed, counter, gauge, process_sources
@@ -84,7 +92,8 @@ LISTING_MAX_AGE_SECONDS = 60.0
 
 
 def object_totals(objects: ObjectStore) -> dict[str, tuple[int, int]]:
-    """Family (``points``, ``series``, ``rollups/1h``, else ``other``) -> (objects, bytes)."""
+    """Family (``points``, ``series``, ``rollups/1h``, ``sketches``, ``sketch-rollups/1m``,
+    ``sketch-rollups/1h``, else ``other``) -> (objects, bytes)."""
     out = {f.value: (0, 0) for f in Family}
     for info in objects.list(""):
         fam = next((f.value for f in Family if info.key.startswith(f.value + "/")), "other")
@@ -158,24 +167,37 @@ def run_archive(settings: ArchiveSettings, default_port: int) -> int:
     }
     points = ArchivePointStore(settings.topic_points, catalog, **writer_kw)
     series = ArchiveSeriesStore(settings.topic_series, catalog, **writer_kw)  # type: ignore[arg-type]
+    sketches = ArchiveSketchStore(
+        settings.topic_sketches,
+        catalog,
+        flush_rows=settings.archive_flush_sketches,
+        flush_seconds=settings.archive_flush_seconds,
+        max_buffer_rows=settings.archive_max_buffer_sketches,
+        retry_max_seconds=settings.archive_retry_max_seconds,
+        row_group_rows=settings.archive_row_group_rows,
+    )
     partition_counts = ensure_topics(settings)
-    points.bind_topic(topic_id(settings.kafka_bootstrap, settings.topic_points))
-    series.bind_topic(topic_id(settings.kafka_bootstrap, settings.topic_series))
+    writers: tuple[ArchiveWriter[Any], ...] = (points, series, sketches)
+    for w in writers:
+        w.bind_topic(topic_id(settings.kafka_bootstrap, w.topic))
     port = settings.http_port if settings.http_port is not None else default_port
-    instance = settings.instance_name(points.kind)
-    own_points, own_series = Ownership(), Ownership()
-    metrics = archive_metrics(objects, (points, series))  # held here: sources are weak refs
+    own_points, own_series, own_sketches = Ownership(), Ownership(), Ownership()
+    metrics = archive_metrics(objects, writers)  # held here: sources are weak refs
     process_sources().add(metrics)
-    points_loop = ArchiveLoop(points, settings, own_points)
-    series_loop = ArchiveLoop(series, settings, own_series)
+    loops: list[ArchiveLoop[Any]] = [
+        ArchiveLoop(points, settings, own_points),
+        ArchiveLoop(series, settings, own_series),
+        ArchiveLoop(sketches, settings, own_sketches),
+    ]
     compactor = Compactor(
         catalog,
         Retention(settings.archive_retention_days * 86400, settings.retention_seconds()),
         row_group_rows=settings.archive_row_group_rows,
     )
+    sketch_read = (ArchiveSketchReader(catalog), ServingGuard(own_sketches, sketches.coverage))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(ArchiveReader(catalog), own_points),
+            create_app(ArchiveReader(catalog), own_points, sketches=sketch_read),
             host=settings.http_host,
             port=port,
             log_level=settings.log_level.lower(),
@@ -193,57 +215,72 @@ def run_archive(settings: ArchiveSettings, default_port: int) -> int:
             failed.set()
             server.should_exit = True
 
+    tiers: tuple[tuple[ArchiveTierWriter[Any], Ownership], ...] = (
+        (points, own_points),
+        (sketches, own_sketches),
+    )
+
     def compact_forever() -> None:
         interval = settings.archive_compact_interval_seconds
         while interval > 0 and not done.wait(interval):
             try:
                 report = compactor.run()
                 log.info("scheduled compaction: %s", report)
-                points.refresh_oldest(own_points.partitions())
+                for writer, own in tiers:
+                    writer.refresh_oldest(own.partitions())
             except Exception:  # an S3 outage must not kill ingest; next round retries
                 log.exception("scheduled compaction failed")
 
-    def snapshot() -> Registration:
-        partitions = own_points.partitions()
-        durable = points.durable_offsets()
-        return Registration(
-            kind=points.kind,
-            instance=instance,
-            address=settings.address(port),
-            topic=points.topic,
-            partition_count=partition_counts[points.topic],
-            partitions=partitions,
-            coverage=points.coverage(partitions, int(time.time())),
-            offsets={p: o for p, o in durable.items() if p in partitions},
-            watermarks=as_registry(own_points.watermarks.snapshot()),
-        )
+    def snapshot(writer: ArchiveTierWriter[Any], own: Ownership) -> Callable[[], Registration]:
+        # Coverage and uploaded offsets as the registry wants them, per tier writer.
+        def registration() -> Registration:
+            partitions = own.partitions()
+            durable = writer.durable_offsets()
+            return Registration(
+                kind=writer.kind,
+                instance=settings.instance_name(writer.kind),
+                address=settings.address(port),
+                topic=writer.topic,
+                partition_count=partition_counts[writer.topic],
+                partitions=partitions,
+                coverage=writer.coverage(partitions, int(time.time())),
+                offsets={p: o for p, o in durable.items() if p in partitions},
+                watermarks=as_registry(own.watermarks.snapshot()),
+            )
 
-    heartbeat = RegistryHeartbeat(
-        Registry(settings.redis_url),
-        snapshot,
-        interval=settings.registry_interval_seconds,
-        ttl=settings.registry_ttl_seconds,
-    )
+        return registration
+
+    heartbeats = [
+        RegistryHeartbeat(
+            Registry(settings.redis_url),  # each closes its own at stop
+            snapshot(writer, own),
+            interval=settings.registry_interval_seconds,
+            ttl=settings.registry_ttl_seconds,
+        )
+        for writer, own in tiers
+    ]
     threads = [
-        threading.Thread(target=consume, args=(points_loop.run,), name="consumer-points"),
-        threading.Thread(target=consume, args=(series_loop.run,), name="consumer-series"),
+        threading.Thread(target=consume, args=(loop.run,), name=f"consumer-{name}")
+        for name, loop in zip(("points", "series", "sketches"), loops, strict=True)
     ]
     threads.append(threading.Thread(target=compact_forever, name="compaction", daemon=True))
     for t in threads:
         t.start()
-    heartbeat.start()
+    for h in heartbeats:
+        h.start()
     try:
         if not stopping.is_set():
             server.run()
     finally:
         done.set()
-        points.close()
-        series.close()
-        points_loop.stop()
-        series_loop.stop()
-        for t in threads[:2]:
+        for w in writers:
+            w.close()
+        for loop in loops:
+            loop.stop()
+        for t in threads[: len(loops)]:
             t.join(timeout=30.0)
-        heartbeat.stop()
+        for h in heartbeats:
+            h.stop()
         objects.close()
-    log.info("%s stopped", instance)
+    log.info("%s stopped", settings.instance_name(points.kind))
     return 1 if failed.is_set() else 0

@@ -42,6 +42,17 @@ class ArchiveSettings(StoreSettings):
         ge=1,
         description="while uploads fail, stop consuming (retry only) above this many points",
     )
+    archive_flush_sketches: int = Field(
+        default=100_000,
+        ge=1,
+        description="flush a partition's sketch buffer at this many sketches (each weighs "
+        "tens of points in memory)",
+    )
+    archive_max_buffer_sketches: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="while uploads fail, stop consuming sketches above this many",
+    )
     archive_retry_max_seconds: float = Field(
         default=30.0, gt=0, description="longest backoff between failed flush attempts"
     )

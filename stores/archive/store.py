@@ -1,4 +1,5 @@
-"""The archive's two consumers: points and series records into Parquet objects.
+"""The archive's consumers: points and series records into Parquet objects (and, on the
+same base, distribution sketches: :mod:`stores.archive.sketches`).
 
 Exactly-once effect, step by step:
 1. On assignment a partition starts after the highest offset its objects (or progress
@@ -19,7 +20,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence, Sized
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -127,7 +128,7 @@ class ArchiveWriter(Store[T]):
     def _progress(self, partition: int) -> int | None:
         prefix = partition_prefix(self.family, self._topic_id, partition)
         lasts = [n.last for n in self.catalog.names(prefix)]
-        marker = self.catalog.progress(progress_prefix(self._topic_id, partition))
+        marker = self.catalog.progress(progress_prefix(self._topic_id, partition, self.family))
         if marker is not None:
             lasts.append(marker)
         return max(lasts) + 1 if lasts else None
@@ -239,28 +240,19 @@ class ArchiveWriter(Store[T]):
         self.stopping.set()
 
 
-class ArchivePointStore(ArchiveWriter[PointBatch]):
-    """Points topic -> ``points/...`` objects; advertises per-partition coverage."""
+class ArchiveTierWriter(ArchiveWriter[T]):
+    """A writer whose objects a read API serves: tracks and advertises per-partition
+    coverage from the time ranges in its objects' footers (points and sketches)."""
 
-    kind = "archive"
-    family = Family.POINTS
-
-    def __init__(self, topic: str, catalog: Catalog, **kw: object) -> None:
-        super().__init__(topic, catalog, **kw)  # type: ignore[arg-type]
+    def __init__(self, topic: str, catalog: Catalog, **kw: Any) -> None:
+        super().__init__(topic, catalog, **kw)
         self._oldest: dict[int, int] = {}  # partition -> oldest archived ts
         self._newest_append: dict[int, int] = {}  # partition -> append time (s) uploaded
         self._caught_up: set[int] = set()
 
-    def decode(self, value: bytes) -> PointBatch:
-        return decode_points(value)
-
-    def table(self, values: Sequence[PointBatch]) -> tuple[pa.Table, dict[str, str]]:
-        t = points_table(values)
-        return t, points_metadata(t, {})
-
     def on_start(self, partition: int) -> None:
         oldest = None
-        for name in self.catalog.names(f"{Family.POINTS.value}/"):
+        for name in self.catalog.names(f"{self.family.value}/"):
             if name.partition != partition:
                 continue
             meta = self.catalog.meta(name.key())
@@ -273,9 +265,7 @@ class ArchivePointStore(ArchiveWriter[PointBatch]):
             else:
                 self._oldest.pop(partition, None)
 
-    def uploaded(
-        self, pend: Pending[PointBatch], key: str, table: pa.Table, meta: dict[str, str]
-    ) -> None:
+    def uploaded(self, pend: Pending[T], key: str, table: pa.Table, meta: dict[str, str]) -> None:
         m = Meta(
             rows=int(meta["strata.rows"]),
             min_ts=int(meta["strata.min_ts"]),
@@ -317,6 +307,20 @@ class ArchivePointStore(ArchiveWriter[PointBatch]):
                 lo = self._oldest.get(p, hi)
                 out[p] = [lo - lo % HOUR, hi]
         return out
+
+
+class ArchivePointStore(ArchiveTierWriter[PointBatch]):
+    """Points topic -> ``points/...`` objects; advertises per-partition coverage."""
+
+    kind = "archive"
+    family = Family.POINTS
+
+    def decode(self, value: bytes) -> PointBatch:
+        return decode_points(value)
+
+    def table(self, values: Sequence[PointBatch]) -> tuple[pa.Table, dict[str, str]]:
+        t = points_table(values)
+        return t, points_metadata(t, {})
 
 
 class ArchiveSeriesStore(ArchiveWriter[SeriesBatch]):

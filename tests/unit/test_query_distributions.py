@@ -44,6 +44,7 @@ from query.stores_client import (
     StoreReplyError,
     StoreUnavailable,
 )
+from stores.archive.sketches import KIND as ARCHIVE_KIND
 from stores.sketches.ram import KIND as RAM_KIND
 from stores.sketches.read import bucket_span
 from stores.sketches.rocks import KIND as ROCKS_KIND
@@ -297,7 +298,7 @@ def test_sketch_values_of_empty_and_filled_rows() -> None:
 def test_the_fake_is_a_sketch_client_and_kinds_match_the_stores() -> None:
     assert isinstance(SketchFake(), SketchClient)
     assert not isinstance(FakeStore(), SketchClient)
-    assert SKETCH_KINDS == {"ram": RAM_KIND, "rocks": ROCKS_KIND}
+    assert SKETCH_KINDS == {"ram": RAM_KIND, "rocks": ROCKS_KIND, "archive": ARCHIVE_KIND}
 
 
 def test_http_client_routes_sketch_reads_to_the_sketch_kinds() -> None:
