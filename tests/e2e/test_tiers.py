@@ -58,6 +58,8 @@ MINUTE = 60
 HOUR = 3600
 DAY = 86400
 METRIC = "tiers.load"
+DIST_METRIC = "tiers.latency"  # distribution points: sketches in all three tiers
+ALPHA = 0.01  # the sketches' relative accuracy
 HOSTS = ("h0", "h1", "h2")
 SHARDS = ("s0", "s1")
 AGGREGATORS = ("avg", "sum", "min", "max")
@@ -105,6 +107,42 @@ def submit_workload(cluster: Cluster, model: ReferenceModel, d0: int, now: int) 
                 model.add(cluster.org, METRIC, spec.all_tags, ts, v)
 
 
+Dists = dict[tuple[str, int], list[float]]
+
+
+def submit_distributions(cluster: Cluster, d0: int, now: int) -> Dists:
+    """Distribution points of ``DIST_METRIC`` at the same ages as the points (so sketches
+    lie on both sides of each tier boundary), a few log-normal latencies per (host, ts);
+    returns what was acknowledged, per (host, ts)."""
+    rng = random.Random(20240602)
+    acked: Dists = {}
+    for idx, host in enumerate(HOSTS):
+        offset = 11 * idx + 5
+        points = [
+            (t + offset, [rng.lognormvariate(3, 1) for _ in range(5)]) for t in stamps(d0, now)
+        ]
+        for i in range(0, len(points), 400):
+            chunk = points[i : i + 400]
+            resp = httpx.post(
+                f"{cluster['intake'].url}/api/v1/distribution_points",
+                json={
+                    "series": [
+                        {
+                            "metric": DIST_METRIC,
+                            "host": host,
+                            "tags": ["env:prod"],
+                            "points": [[ts, vs] for ts, vs in chunk],
+                        }
+                    ]
+                },
+                headers={"DD-API-KEY": cluster.api_key},
+                timeout=30.0,
+            )
+            assert (resp.status_code, resp.json()) == (202, {"status": "ok"}), resp.text
+            acked |= {(host, ts): vs for ts, vs in chunk}
+    return acked
+
+
 def ceil_to(x: int, step: int) -> int:
     return -(-x // step) * step
 
@@ -114,6 +152,7 @@ class Tiered:
     cluster: Cluster
     model: ReferenceModel
     d0: int  # rocks' first kept day when the points were submitted
+    dists: Dists  # distribution values acknowledged, per (host, ts)
 
     @property
     def partition(self) -> int:
@@ -180,6 +219,26 @@ class Tiered:
         )
         return parse_query_response(body), {t for t in tiers.split(",") if t}, want
 
+    def dist_expected(self, agg: str, interval: int, start: int, end: int) -> Answer:
+        """Per host and output bucket: the exact percentile (DDSketch's rank, floor(q (n-1)))
+        or count of every value submitted in it."""
+        buckets: dict[tuple[str, ...], dict[int, list[float]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for (host, ts), vs in self.dists.items():
+            if start <= ts <= end:
+                buckets[(f"host:{host}",)][ts - ts % interval] += vs
+        out: Answer = {}
+        for group, by_bucket in buckets.items():
+            out[group] = {}
+            for b, vs in by_bucket.items():
+                if agg == "count":
+                    out[group][b] = float(len(vs))
+                else:
+                    q = int(agg[1:]) / 100
+                    out[group][b] = sorted(vs)[int(q * (len(vs) - 1))]
+        return out
+
     def straddled(self, boundary: int, interval: int) -> None:
         """The bucket holding ``boundary`` has prod points on both sides of it."""
         b = boundary - boundary % interval
@@ -245,7 +304,8 @@ def tiered(
         now = int(time.time())
         d0 = now - now % DAY - ROCKS_DAYS * DAY
         submit_workload(cluster, model, d0, now)
-        yield Tiered(cluster, model, d0)
+        dists = submit_distributions(cluster, d0, now)
+        yield Tiered(cluster, model, d0, dists)
     finally:
         cluster.stop()
 
@@ -343,6 +403,36 @@ class TestTiersStitchedIntoOneAnswer:
             assert_same(got, want, f"{agg} across rocks and ram at {interval} s")
 
         eventually(stitched, timeout=90.0, what="a rocks + ram answer")
+
+    @pytest.mark.parametrize("agg", ("p50", "p99", "count"))
+    def test_distribution_percentiles_span_archive_rocks_and_ram(
+        self, tiered: Tiered, agg: str
+    ) -> None:
+        """Sketches merged across the three sketch tiers: percentiles within the relative
+        accuracy of the exact ones, counts exact (a sketch read from two tiers, or merged
+        twice, would show in the count of the bucket straddling that boundary)."""
+
+        def stitched() -> None:
+            interval, boundaries = tiered.pick_wide()
+            start, end = tiered.span(interval)
+            q = f"{agg}:{DIST_METRIC}{{env:prod}} by {{host}}"
+            body, served = tiered.cluster.query(q, start, end)
+            assert response_interval(body) == interval, f"{q} over [{start}, {end}]"
+            assert {t for t in served.split(",") if t} == {"archive", "rocks", "ram"}, served
+            got = parse_query_response(body)
+            want = tiered.dist_expected(agg, interval, start, end)
+            assert want and set(got) == set(want), f"{q}: groups {sorted(got)}"
+            for b in boundaries:  # the buckets straddling the tier boundaries are answered
+                assert all(b - b % interval in pts for pts in want.values()), (b, interval)
+            for group, pts in want.items():
+                assert set(got[group]) == set(pts), f"{q} {group}: {sorted(got[group])}"
+                for ts, value in pts.items():
+                    tol = 1e-9 if agg == "count" else ALPHA + 1e-9
+                    assert abs(got[group][ts] - value) <= tol * abs(value), (
+                        f"{q} {group} @ {ts}: {got[group][ts]} vs exact {value}"
+                    )
+
+        eventually(stitched, timeout=90.0, what=f"{agg} of the sketches over three tiers")
 
     def test_losing_ram_falls_back_to_rocks_with_the_same_answer(self, tiered: Tiered) -> None:
         interval, _ = tiered.pick_wide()
