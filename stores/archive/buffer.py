@@ -55,13 +55,30 @@ class Buffer(Generic[T]):
         self.next_offset[partition] = offset + 1
         return True
 
-    def due(self, now: float, force: bool = False) -> list[Pending[T]]:
-        """Buffers that reached the row limit or the age limit (all if ``force``)."""
-        return [
+    def due(self, now: float, force: bool = False, budget: int | None = None) -> list[Pending[T]]:
+        """Buffers that reached the row limit or the age limit (all if ``force``), then,
+        while the others hold more than ``budget`` rows in total, the largest of them: many
+        partitions each under the row limit must not add up to an unbounded buffer (nor
+        wait, holding it, until one ages out)."""
+        due = [
             p
             for p in self._pending.values()
             if force or p.rows >= self._flush_rows or now - p.started >= self._flush_seconds
         ]
+        if budget is not None:
+            taken = {p.partition for p in due}
+            rest = sorted(
+                (p for p in self._pending.values() if p.partition not in taken),
+                key=lambda p: p.rows,
+                reverse=True,
+            )
+            left = sum(p.rows for p in rest)
+            for p in rest:
+                if left <= budget:
+                    break
+                due.append(p)
+                left -= p.rows
+        return due
 
     def done(self, pending: Pending[T]) -> None:
         """``pending`` was uploaded: forget it."""

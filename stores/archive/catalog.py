@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import threading
 
-from stores.archive.naming import Family, ObjectName, parse_many, parse_progress
+from stores.archive.naming import (
+    Family,
+    ObjectName,
+    parse_many,
+    parse_progress,
+    partition_prefix,
+    safe_topic_id,
+)
 from stores.archive.objectstore import ObjectNotFound, ObjectStore
 from stores.archive.parquet_io import FOOTER_GUESS, Meta, footer_size, read_meta
 
@@ -25,8 +32,19 @@ class Catalog:
     def names(self, prefix: str) -> list[ObjectName]:
         return parse_many(o.key for o in self.objects.list(prefix))
 
-    def family(self, family: Family) -> list[ObjectName]:
-        return self.names(family.value + "/")
+    def family(self, family: Family, partition: int | None = None) -> list[ObjectName]:
+        """The objects of ``family``, in key order; with ``partition`` only that
+        partition's (under every topic id), listed one ``<family>/<tid>/p<partition>/``
+        prefix at a time instead of the whole family."""
+        if partition is None:
+            return self.names(family.value + "/")
+        out: list[ObjectName] = []
+        for tid in self.objects.children(family.value + "/"):
+            if safe_topic_id(tid) != tid:
+                continue  # not one of ours: no name under it parses
+            names = self.names(partition_prefix(family, tid, partition))
+            out += [n for n in names if n.partition == partition]
+        return out
 
     def progress(self, prefix: str) -> int | None:
         """Highest progress marker under ``prefix`` (written before retention deletes)."""

@@ -7,6 +7,9 @@ Contract (tests/integration/test_archive_objectstore.py runs it against both):
 - ``tail(key, n)`` returns only the last ``n`` bytes (the whole object if it is smaller):
   one ranged read, so a Parquet footer is read without downloading the object.
 - ``list(prefix)`` returns every key starting with ``prefix``, sorted, with its size.
+- ``children(prefix)`` names the "directories" right under ``prefix`` (e.g. the topic ids
+  under ``points/``) without listing every key below them, so that a read lists one
+  partition's prefixes only.
 - Transient trouble (connection refused, timeouts, 5xx, throttling) is retried with
   bounded exponential backoff; if it persists :class:`ObjectStoreUnavailable` is raised.
   Other failures (bad bucket, denied) raise :class:`ObjectStoreError` at once.
@@ -14,6 +17,7 @@ Contract (tests/integration/test_archive_objectstore.py runs it against both):
 
 from __future__ import annotations
 
+import builtins
 import io
 import logging
 import os
@@ -71,8 +75,29 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``; missing keys are not an error."""
 
+    def children(self, prefix: str) -> builtins.list[str]:
+        """The distinct segments that follow ``prefix`` (empty or ending with ``/``) in keys
+        with a further ``/`` after it, sorted: ``children("points/")`` gives the topic ids
+        of the points objects. May also name a segment with no key left below it (a
+        directory emptied by deletes); callers list below each one anyway.
+
+        This default derives them from :meth:`list`; the backends override it with a
+        listing of that one level."""
+        _check_dir_prefix(prefix)
+        found = set()
+        for info in self.list(prefix):
+            head, sep, _ = info.key[len(prefix) :].partition("/")
+            if sep and head:
+                found.add(head)
+        return sorted(found)
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
+
+
+def _check_dir_prefix(prefix: str) -> None:
+    if prefix and not prefix.endswith("/"):
+        raise ValueError(f"children() wants a prefix ending with '/', got {prefix!r}")
 
 
 class LocalDirStore(ObjectStore):
@@ -149,6 +174,17 @@ class LocalDirStore(ObjectStore):
                     except FileNotFoundError:  # deleted while we walked
                         continue
         return sorted(out, key=lambda o: o.key)
+
+    def children(self, prefix: str) -> builtins.list[str]:
+        _check_dir_prefix(prefix)
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        try:
+            with os.scandir(base) as entries:
+                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot list {prefix}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         try:
@@ -284,6 +320,23 @@ class S3Store(ObjectStore):
             return sorted(out, key=lambda o: o.key)
 
         return self._retry(f"list {prefix}", op)
+
+    def children(self, prefix: str) -> builtins.list[str]:
+        _check_dir_prefix(prefix)
+        full = self._prefix + prefix
+
+        def op() -> builtins.list[str]:
+            # One level only: S3 rolls the keys below each "directory" into a common prefix.
+            out = []
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._cfg.bucket, Prefix=full, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("CommonPrefixes", []):
+                    out.append(str(item["Prefix"])[len(full) :].rstrip("/"))
+            return sorted(x for x in out if x)
+
+        return self._retry(f"list {prefix} (children)", op)
 
     def delete(self, key: str) -> None:
         self._retry(

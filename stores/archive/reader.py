@@ -1,5 +1,11 @@
 """Reads for the point read API: raw, 1 m (computed) and 1 h (rollup objects or computed).
 
+A read that names its partition lists and opens only that partition's objects (under every
+topic id). The sids of one read are those of one (org, metric), whose points the topic
+holds in one partition, ``partition_for(org|metric, partition count)``: the query planner
+sends that partition, so the other partitions' objects hold none of the read's rows and the
+answer is the one an unscoped read gives, for a fraction of the listing and decoding.
+
 A reader can race a compaction: it may list an input that is deleted before it fetches
 it. The compacted output was written before that delete, so a fresh listing contains it;
 the read is retried from the listing (bounded), never answered with the input missing.
@@ -49,13 +55,14 @@ class ArchiveReader:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
 
-    def _listed(self, start: int, end: int) -> list[Listed]:
-        """Points objects that may hold ts in ``[start, end]``, with their footers.
+    def _listed(self, start: int, end: int, partition: int | None) -> list[Listed]:
+        """Points objects (of ``partition`` if given) that may hold ts in ``[start, end]``,
+        with their footers.
 
         Raises :class:`ObjectNotFound` if a listed object vanished before its footer was
         read: skipping it could lose rows whose compacted output this listing predates."""
         out = []
-        for name in self._catalog.family(Family.POINTS):
+        for name in self._catalog.family(Family.POINTS, partition):
             if not may_overlap(name, start, end):
                 continue
             meta = self._catalog.meta(name.key())
@@ -77,37 +84,52 @@ class ArchiveReader:
             )
         return pa.concat_tables(tables)
 
-    def read_raw(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Columns:
-        """Points of ``sids`` with ``start <= ts <= end``, sorted, duplicates resolved."""
-        return self._consistent(start, end, lambda: self._read_raw(sids, start, end))
+    def read_raw(
+        self, sids: npt.NDArray[np.uint64], start: int, end: int, partition: int | None = None
+    ) -> Columns:
+        """Points of ``sids`` with ``start <= ts <= end``, sorted, duplicates resolved;
+        from the objects of ``partition`` only when given (module docstring)."""
+        return self._consistent(start, end, lambda: self._read_raw(sids, start, end, partition))
 
-    def _read_raw(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Columns:
-        objs = overlapping(self._listed(start, end), start, end)
+    def _read_raw(
+        self, sids: npt.NDArray[np.uint64], start: int, end: int, partition: int | None
+    ) -> Columns:
+        objs = overlapping(self._listed(start, end, partition), start, end)
         return _resolve(self._fetch([n.key() for n, _ in objs], sids, start, end))
 
     def read_rollups(
-        self, sids: npt.NDArray[np.uint64], start: int, end: int, step: int
+        self,
+        sids: npt.NDArray[np.uint64],
+        start: int,
+        end: int,
+        step: int,
+        partition: int | None = None,
     ) -> Rollups:
-        """Rollups for buckets whose start is in ``[start, end]``."""
+        """Rollups for buckets whose start is in ``[start, end]`` (``partition``: as for
+        :meth:`read_raw`)."""
         first = -(-start // step) * step
         last = end - end % step
         if first > last:
             return Rollups.empty()
         if step != HOUR:
-            s, t, v = self.read_raw(sids, first, last + step - 1)
+            s, t, v = self.read_raw(sids, first, last + step - 1, partition)
             return rollup(s, t, v, step)
-        return self._consistent(start, end, lambda: self._read_hours(sids, first, last + step - 1))
+        return self._consistent(
+            start, end, lambda: self._read_hours(sids, first, last + step - 1, partition)
+        )
 
     @staticmethod
     def _consistent(start: int, end: int, read: Callable[[], R]) -> R:
         return consistent(start, end, read)
 
-    def _read_hours(self, sids: npt.NDArray[np.uint64], start: int, end: int) -> Rollups:
+    def _read_hours(
+        self, sids: npt.NDArray[np.uint64], start: int, end: int, partition: int | None
+    ) -> Rollups:
         stems: dict[str, str] = {}
-        for name in self._catalog.family(Family.ROLLUPS_1H):
+        for name in self._catalog.family(Family.ROLLUPS_1H, partition):
             if name.day is not None and may_overlap(name, start, end):
                 stems[name.stem] = name.key()
-        plan = plan_hours(self._listed(start, end), stems, start, end)
+        plan = plan_hours(self._listed(start, end, partition), stems, start, end)
         parts: list[Rollups] = []
         for key in plan.rollup_objects:
             t = read_table(self._catalog.objects.get(key), sids, start, end)

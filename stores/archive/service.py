@@ -20,7 +20,7 @@ import uvicorn
 from confluent_kafka import KafkaException, TopicPartition
 from prometheus_client.core import Metric
 
-from stores.archive.api import create_app
+from stores.archive.api import ReadGate, create_app
 from stores.archive.catalog import Catalog
 from stores.archive.compaction import Compactor, Retention
 from stores.archive.naming import Family
@@ -197,7 +197,12 @@ def run_archive(settings: ArchiveSettings, default_port: int) -> int:
     sketch_read = (ArchiveSketchReader(catalog), ServingGuard(own_sketches, sketches.coverage))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(ArchiveReader(catalog), own_points, sketches=sketch_read),
+            create_app(
+                ArchiveReader(catalog),
+                own_points,
+                sketches=sketch_read,
+                gate=ReadGate(settings.archive_read_slots, settings.archive_read_wait_seconds),
+            ),
             host=settings.http_host,
             port=port,
             log_level=settings.log_level.lower(),

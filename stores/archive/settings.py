@@ -12,6 +12,9 @@ from stores.runtime.settings import StoreSettings
 
 DEFAULT_PORT = 8114
 DAY = 86400
+#: reads computed at once, and the longest wait for one to finish (stores/archive/api.py)
+READ_SLOTS = 2
+READ_WAIT_SECONDS = 5.0
 
 
 class ArchiveSettings(StoreSettings):
@@ -40,7 +43,8 @@ class ArchiveSettings(StoreSettings):
     archive_max_buffer_points: int = Field(
         default=5_000_000,
         ge=1,
-        description="while uploads fail, stop consuming (retry only) above this many points",
+        description="points buffered over all partitions: above it the largest buffers are "
+        "uploaded early; while uploads fail, stop consuming (retry only)",
     )
     archive_flush_sketches: int = Field(
         default=100_000,
@@ -51,12 +55,23 @@ class ArchiveSettings(StoreSettings):
     archive_max_buffer_sketches: int = Field(
         default=1_000_000,
         ge=1,
-        description="while uploads fail, stop consuming sketches above this many",
+        description="sketches buffered over all partitions: above it the largest buffers are "
+        "uploaded early; while uploads fail, stop consuming sketches",
     )
     archive_retry_max_seconds: float = Field(
         default=30.0, gt=0, description="longest backoff between failed flush attempts"
     )
     archive_row_group_rows: int = Field(default=256 * 1024, ge=1024)
+    archive_read_slots: int = Field(
+        default=READ_SLOTS,
+        ge=1,
+        description="point and sketch reads computed at once (each holds ~100 B per row read)",
+    )
+    archive_read_wait_seconds: float = Field(
+        default=READ_WAIT_SECONDS,
+        ge=0,
+        description="longest wait for a read slot before answering 503",
+    )
     archive_compact_interval_seconds: float = Field(
         default=3600.0, ge=0, description="scheduled compaction + retention; 0 = never"
     )

@@ -71,19 +71,25 @@ class ArchiveSketchReader:
         self._catalog = catalog
         self.params = params or SketchParams()
 
-    def read_sketches(self, sids: Sids, start: int, end: int, step: int) -> SketchBatch:
+    def read_sketches(
+        self, sids: Sids, start: int, end: int, step: int, partition: int | None = None
+    ) -> SketchBatch:
         """Rows per (sid, ``step`` bucket) whose bucket start is in ``[start, end]``, each
         the merge of every archived sketch of the sid in the bucket, sorted by (sid,
-        bucket). Raises :class:`~stores.archive.reader.ReadRaced` if compaction kept
-        deleting what was listed, :class:`~stores.archive.objectstore.ObjectStoreError`."""
+        bucket); from the objects of ``partition`` only when given (the sids of one (org,
+        metric) live in one partition: :mod:`stores.archive.reader`). Raises
+        :class:`~stores.archive.reader.ReadRaced` if compaction kept deleting what was
+        listed, :class:`~stores.archive.objectstore.ObjectStoreError`."""
         wanted = np.unique(np.asarray(sids, dtype=np.uint64))
         lo, hi = bucket_span(start, end, step) if step > 1 else (start, end)
         if wanted.size == 0 or lo > hi:
             return SketchBatch.empty(self.params)
-        return consistent(start, end, lambda: self._read(wanted, lo, hi, step))
+        return consistent(start, end, lambda: self._read(wanted, lo, hi, step, partition))
 
-    def _read(self, sids: Sids, lo: int, hi: int, step: int) -> SketchBatch:
-        selections = select_partitions(self._catalog.family(Family.SKETCHES))
+    def _read(self, sids: Sids, lo: int, hi: int, step: int, partition: int | None) -> SketchBatch:
+        # Selections are per (topic id, partition): one partition's listing gives that
+        # partition's selections exactly as the whole family's listing does.
+        selections = select_partitions(self._catalog.family(Family.SKETCHES, partition))
         footers: dict[str, Meta] = {}
         for sel in selections.values():
             for n in sel.ingest:
@@ -94,7 +100,7 @@ class ArchiveSketchReader:
         rollups: dict[str, str] = {}
         for fam, fam_step in ROLLUPS:
             if fam_step == step:
-                for name in self._catalog.family(fam):
+                for name in self._catalog.family(fam, partition):
                     if name.day is not None and may_overlap(name, lo, hi):
                         rollups[name.stem] = name.key()
         reads = plan_reads(selections.values(), footers, rollups, lo, hi, step)

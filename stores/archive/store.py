@@ -6,7 +6,8 @@ Exactly-once effect, step by step:
    marker) name, not at the group's committed offset: a crash after an upload but before
    the commit therefore never writes those messages into a second object.
 2. ``apply`` buffers records per partition (skipping offsets already buffered).
-3. ``make_durable`` uploads every due buffer as one object named by its offset range.
+3. ``make_durable`` uploads every due buffer as one object named by its offset range,
+   and the largest others while all buffers together hold more than ``max_buffer_rows``.
    A failed upload keeps the buffer, retries with backoff, and never drops it; above
    ``max_buffer_rows`` it blocks consumption (retrying) instead of growing without bound.
 4. Offsets are committed (:class:`stores.archive.service.ArchiveLoop`) only up to what
@@ -166,7 +167,7 @@ class ArchiveWriter(Store[T]):
         if not ignore_backoff and now < self._retry_at:
             return False
         with self._lock:
-            due = self._buffer.due(now, force)
+            due = self._buffer.due(now, force, budget=self._max_buffer_rows)
         for pend in due:
             try:
                 self._upload(pend)
@@ -252,9 +253,7 @@ class ArchiveTierWriter(ArchiveWriter[T]):
 
     def on_start(self, partition: int) -> None:
         oldest = None
-        for name in self.catalog.names(f"{self.family.value}/"):
-            if name.partition != partition:
-                continue
+        for name in self.catalog.family(self.family, partition):
             meta = self.catalog.meta(name.key())
             if meta is not None and meta.rows:
                 oldest = meta.min_ts if oldest is None else min(oldest, meta.min_ts)

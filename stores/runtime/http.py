@@ -31,8 +31,11 @@ def make_app(
     app = FastAPI(title=f"strata {kind} store", docs_url=None, redoc_url=None)
     instrument(app, "strata_store", labels={"kind": kind}).register(process_sources())
 
+    # async: answered on the event loop, never queued behind reads for a worker thread
+    # (sync handlers share one pool of 40 threads, and slow reads can hold all of them).
+    # It only takes the short dict-copy locks of the ownership and the watermarks.
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         out: dict[str, Any] = {"status": "ok", "kind": kind, "partitions": partitions()}
         if watermarks is not None:
             now_ms = int(clock() * 1000)
