@@ -1,128 +1,222 @@
-"""Intake hot path without the network: body -> JSON -> validated columnar batches -> wire
+"""Intake hot path without the network: body -> (gunzip) -> validated columnar batches -> wire
 messages, for Datadog v1 and v2 payloads of 1 000 points (points/s on one core).
 
-Two shapes: 100 series x 10 points, and 1 000 series x 1 point (what the Datadog agent
-usually sends). Each request repeats the same series, as an agent does every interval, so
-the series-identity cache is warm after the first request; ``cold`` rows give every request
-a fresh cache (every series new to the process).
+The payloads are TSBS devops cpu-only points from :mod:`bench.workload` (the load driver's
+generator): the 10 ``cpu.usage_*`` metrics of each host, tagged like TSBS — ``host`` (v2
+``resources``, v1 ``host``) and 9 more tags. Two shapes: 1 000 series x 1 point (100 hosts;
+what the Datadog agent sends each interval) and 100 series x 10 points (10 hosts).
 
-Run: ``python -m bench.bench_intake [--seed N] [--requests N]``. Kafka produce and HTTP are
-not included (see docs/benchmarks.md for what is measured where).
+Each request goes through what intake does for it, in the same threads: in a worker thread
+(as ``run_in_threadpool``), decompression, parsing and validation
+(:func:`intake.typed_parse.parse_v2_body` / ``parse_v1_body``), the partition of each batch
+and its encoded points message; then in the main thread (the event loop's part), the
+series-announcement check (:class:`intake.series_tracker.SeriesTracker`) with the encoded
+series message of what is new. Only HTTP and the Kafka produce call are left out. The
+process's malloc thresholds are set as ``python -m intake`` sets them
+(:mod:`intake.allocator`) unless ``--no-malloc-tuning``. Every
+request repeats the same series, as an agent does every interval, so after the first one
+the series-identity cache is warm and nothing is new to announce; ``cold`` rows give every
+request a fresh identity cache and tracker (every series new to the process: normalised,
+hashed and announced).
+
+Rates are points per second of process CPU time (``time.process_time``, all threads), which
+suffers less than wall time from a busy shared machine; each row is run ``--repeat`` times
+and the best and the median are printed, with the load average before and after.
+
+Run: ``python -m bench.bench_intake [--seed N] [--requests N] [--repeat N] [--quick]
+[--no-malloc-tuning]``.
+Works against older intake code too (no typed parser: ``parse_vN(load_json(body))``), for
+before/after figures from the same bench.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import inspect
+import importlib
+import os
+import resource
+import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import numpy as np
-import orjson
-
+import intake
 from bench.machine import describe
+from bench.workload import CpuOnly, Points, by_series_runs, v1_body, v2_body
 from intake.batching import ParsedPayload
 from intake.decode import BodyLimits, decode_body
-from intake.parse import load_json, parse_v1, parse_v2
+from intake.identity import SeriesIdentities
+from intake.producer import PartitionCounts
 from intake.rejections import TimeWindow
+from intake.series_tracker import SeriesTracker
 from strata.codec import encode_points, encode_series
+from strata.partitioning import partition_for, partition_key
 
 POINTS_PER_REQUEST = 1_000
 METRICS = 10
-SHAPES = (10, 1)  # points per series
+SHAPES = (1, 10)  # points per series
+PARTITIONS = 4
+ORG = "bench"
+
+BodyParser = Callable[[bytes, str, TimeWindow, SeriesIdentities], ParsedPayload]
+Placer = Callable[[str, bytes], int]
 
 
-def payloads(seed: int, now: int, points_per_series: int) -> tuple[bytes, bytes]:
-    """A v2 and a v1 body with the same 1 000 points: 10 cpu metrics x N hosts x M points."""
-    rng = np.random.default_rng(seed)
-    hosts = POINTS_PER_REQUEST // METRICS // points_per_series
-    v2: list[dict[str, Any]] = []
-    v1: list[dict[str, Any]] = []
-    for h in range(hosts):
-        for m in range(METRICS):
-            ts = [now - 600 + 10 * i for i in range(points_per_series)]
-            vals = rng.random(points_per_series).round(4).tolist()
-            tags = [f"region:r{h % 3}", f"rack:{h}", "service:api", "env:prod"]
-            metric = f"cpu.usage_{m}"
-            v2.append(
-                {
-                    "metric": metric,
-                    "type": 3,
-                    "points": [{"timestamp": t, "value": v} for t, v in zip(ts, vals, strict=True)],
-                    "resources": [{"name": f"host-{h}", "type": "host"}],
-                    "tags": tags,
-                }
-            )
-            v1.append(
-                {
-                    "metric": metric,
-                    "type": "gauge",
-                    "points": [[float(t), v] for t, v in zip(ts, vals, strict=True)],
-                    "host": f"host-{h}",
-                    "tags": tags,
-                }
-            )
-    return orjson.dumps({"series": v2}), orjson.dumps({"series": v1})
+def shape_points(seed: int, now: int, per_series: int) -> Points:
+    """1 000 points: every series of ``1000 / 10 / per_series`` hosts, ``per_series``
+    consecutive 10 s points each, the last one 10 minutes before ``now``."""
+    hosts = POINTS_PER_REQUEST // METRICS // per_series
+    workload = CpuOnly(hosts, now - 600 - 10 * (per_series - 1), seed)
+    points = workload.points(per_series)
+    return by_series_runs(points, len(workload.series), per_series)
 
 
-def _parser(version: int, cold: bool) -> Callable[[Any, str, TimeWindow], ParsedPayload]:
-    """The parse function, with one identity cache for the whole run (warm) or a fresh one
-    per request (cold). Works against parsers without a cache too (for before/after)."""
-    parse = parse_v2 if version == 2 else parse_v1
-    if "identities" not in inspect.signature(parse).parameters:
-        return parse
-    from intake.identity import SeriesIdentities
+def _local(module: str) -> ModuleType | None:
+    """``intake.<module>`` if the intake package at hand has it. Run from another checkout
+    (for before/after), an editable install of this one could otherwise lend its modules."""
+    try:
+        found = importlib.import_module(f"intake.{module}")
+    except ImportError:
+        return None
+    here = Path(intake.__file__).parent
+    return found if Path(str(found.__file__)).parent == here else None
 
-    shared = SeriesIdentities(1_000_000)
 
-    def run(doc: Any, org: str, window: TimeWindow) -> ParsedPayload:
-        cache = SeriesIdentities(1_000_000) if cold else shared
-        return parse(doc, org, window, identities=cache)
+def parsers() -> tuple[BodyParser, BodyParser]:
+    """(v2, v1) body parsers of the intake code at hand."""
+    typed = _local("typed_parse")
+    if typed is None:  # intake before the typed fast path
+        from intake.parse import load_json, parse_v1, parse_v2
 
-    return run
+        def v2(body: bytes, org: str, w: TimeWindow, ids: SeriesIdentities) -> ParsedPayload:
+            return parse_v2(load_json(body), org, w, ids)
+
+        def v1(body: bytes, org: str, w: TimeWindow, ids: SeriesIdentities) -> ParsedPayload:
+            return parse_v1(load_json(body), org, w, ids)
+
+        return v2, v1
+    return typed.parse_v2_body, typed.parse_v1_body
+
+
+def placer() -> Placer:
+    """How the intake code at hand places a key (topic, key -> partition)."""
+    counts = PartitionCounts("unused:9092", {"points": PARTITIONS, "series": PARTITIONS})
+    if hasattr(counts, "place"):
+        return counts.place
+    return lambda topic, key: partition_for(key, counts.get(topic))  # before the memo
 
 
 def run(
-    body: bytes, version: int, requests: int, now: int, encoding: str | None, cold: bool
-) -> float:
+    parse: BodyParser,
+    wire: bytes,
+    encoding: str | None,
+    requests: int,
+    now: int,
+    cold: bool,
+) -> tuple[float, float]:
+    """Points per CPU second over ``requests`` requests of ``wire``, and the minor page
+    faults per request (buffers the allocator handed back to the kernel and maps again)."""
     limits = BodyLimits(wire=10**8, decompressed=10**9)
     window = TimeWindow(now, 3600, 600)
-    parse = _parser(version, cold)
-    points = 0
-    t0 = time.process_time()
-    for _ in range(requests):
-        doc = load_json(decode_body(body, encoding, limits))
-        parsed = parse(doc, "bench", window)
+    identities = SeriesIdentities(1_000_000)
+    tracker = SeriesTracker(1_000_000)
+    place = placer()
+
+    def worker(cache: SeriesIdentities) -> tuple[ParsedPayload, list[Any]]:
+        parsed = parse(decode_body(wire, encoding, limits), ORG, window, cache)
+        messages = []
         for b in parsed.batches:
-            encode_points(b.points)
-            encode_series(b.series)
-        points += parsed.accepted
-    return points / (time.process_time() - t0)
+            key = partition_key(ORG, b.points.metric)
+            messages.append((place("points", key), key, encode_points(b.points)))
+        return parsed, messages
+
+    points = 0
+    with ThreadPoolExecutor(1) as pool:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.process_time()
+        for _ in range(requests):
+            if cold:
+                identities = SeriesIdentities(1_000_000)
+                tracker = SeriesTracker(1_000_000)
+            parsed, messages = pool.submit(worker, identities).result()
+            for b in parsed.batches:  # event loop: announce what is new, mark it once acked
+                new = tracker.unannounced(b.series)
+                if new is not None:
+                    key = partition_key(ORG, new.metric)
+                    messages.append((place("series", key), key, encode_series(new)))
+                    tracker.mark(new)
+            points += parsed.accepted
+        elapsed = time.process_time() - t0
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return points / elapsed, faults / requests
+
+
+def malloc_tuning(enabled: bool) -> str:
+    """Set the malloc thresholds as ``python -m intake`` does; what was done, for the log."""
+    if not enabled:
+        return "off (--no-malloc-tuning)"
+    allocator = _local("allocator")
+    if allocator is None:  # intake before intake/allocator.py
+        return "not available in this intake code"
+    return "as python -m intake sets it" if allocator.tune_malloc() else "not glibc: defaults"
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--requests", type=int, default=300, help="requests per run of a row")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per row (best and median)")
+    ap.add_argument("--quick", action="store_true", help="100 requests, 1 run per row")
+    ap.add_argument(
+        "--no-malloc-tuning", action="store_true", help="leave glibc's malloc thresholds alone"
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.requests, args.repeat = 100, 1
     now = int(time.time())
     print(describe())
-    print(f"seed {args.seed}; {args.requests} requests x {POINTS_PER_REQUEST} points")
+    print(
+        f"seed {args.seed}; {args.requests} requests x {POINTS_PER_REQUEST} points, "
+        f"{args.repeat} run(s) per row; load average {_load()} (1/5/15 min)"
+    )
+    parse_v2, parse_v1 = parsers()
+    print(f"parsers: {parse_v2.__module__}.{parse_v2.__name__}, {parse_v1.__name__}")
+    print(f"malloc thresholds: {malloc_tuning(not args.no_malloc_tuning)}")
     for per_series in SHAPES:
-        v2, v1 = payloads(args.seed, now, per_series)
+        points = shape_points(args.seed, now, per_series)
         n_series = POINTS_PER_REQUEST // per_series
-        print(f"-- {n_series} series x {per_series} point{'s' if per_series > 1 else ''}")
-        for name, body, version in (("v2", v2, 2), ("v1", v1, 1)):
+        print(
+            f"-- {n_series} series x {per_series} point{'s' if per_series > 1 else ''}, "
+            f"{len(points.series.tags[0])} tags per series"
+        )
+        for name, body, parse in (
+            ("v2", v2_body(points), parse_v2),
+            ("v1", v1_body(points), parse_v1),
+        ):
             for encoding in (None, "gzip"):
                 for cold in (False, True) if encoding is None else (False,):
-                    wire = gzip.compress(body) if encoding else body
-                    rate = run(wire, version, args.requests, now, encoding, cold)
+                    wire = gzip.compress(body, compresslevel=6) if encoding else body
+                    runs = [
+                        run(parse, wire, encoding, args.requests, now, cold)
+                        for _ in range(args.repeat)
+                    ]
+                    rates = [rate for rate, _ in runs]
+                    faults = statistics.median(f for _, f in runs)
                     label = f"{name} {'gzip' if encoding else 'plain'}{' cold' if cold else ''}"
                     print(
-                        f"intake {label:14s}: {rate:12,.0f} points/s  ({len(wire):,} bytes/request)"
+                        f"intake {label:14s}: best {max(rates):12,.0f}  median "
+                        f"{statistics.median(rates):12,.0f} points/s  ({len(wire):,} "
+                        f"bytes/request, {faults:.0f} page faults/request)"
                     )
+    print(f"load average after: {_load()}")
 
 
 if __name__ == "__main__":

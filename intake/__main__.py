@@ -6,8 +6,11 @@ import logging
 
 import uvicorn
 
+from intake.allocator import tune_malloc
 from intake.app import create_app
 from intake.settings import IntakeSettings
+
+log = logging.getLogger("intake")
 
 
 def main() -> None:
@@ -16,6 +19,10 @@ def main() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Request-sized buffers stay in the process instead of being page-faulted in again for
+    # every request (intake/allocator.py).
+    if not tune_malloc():
+        log.info("malloc thresholds left at their defaults (not glibc)")
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -15,23 +15,24 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from intake.agent_sketches import parse_sketch_payload
 from intake.batching import ParsedPayload
 from intake.counters import IntakeCounters
 from intake.decode import V1_LIMITS, V2_LIMITS, BodyError, BodyLimits, check_wire_size, decode_body
 from intake.distributions import ParsedDistributions, parse_distributions
 from intake.heartbeats import HEARTBEAT_KEY, InFlight, heartbeat_emit_ms
 from intake.identity import SeriesIdentities
-from intake.parse import PayloadError, load_json, parse_v1, parse_v2
+from intake.parse import PayloadError, load_json
 from intake.producer import BrokerUnavailable, OutMessage, PartitionCounts, ReliableProducer
 from intake.rejections import TimeWindow
 from intake.series_tracker import SeriesTracker
 from intake.settings import IntakeSettings
+from intake.typed_parse import parse_v1_body, parse_v2_body
 from strata.codec import (
     HeartbeatMarker,
     SeriesBatch,
@@ -42,12 +43,13 @@ from strata.codec import (
 )
 from strata.keys import KeysFileError, KeyStore
 from strata.observability import FunctionCollector, instrument
-from strata.partitioning import partition_for, partition_key
+from strata.partitioning import partition_key
 from strata.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-Parser = Callable[[Any, str, TimeWindow, SeriesIdentities | None], ParsedPayload]
+# Decompressed body, org, window, identity cache -> the request's batches.
+Parser = Callable[[bytes, str, TimeWindow, SeriesIdentities], ParsedPayload]
 
 
 class Forbidden(Exception):
@@ -67,8 +69,8 @@ class _Api:
     v1: bool
 
 
-_V1 = _Api(V1_LIMITS, parse_v1, v1=True)
-_V2 = _Api(V2_LIMITS, parse_v2, v1=False)
+_V1 = _Api(V1_LIMITS, parse_v1_body, v1=True)
+_V2 = _Api(V2_LIMITS, parse_v2_body, v1=False)
 
 
 def _errors(status: int, *messages: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -155,23 +157,21 @@ class Intake:
         self, api: _Api, org: str, body: bytes, encoding: str | None
     ) -> tuple[ParsedPayload, list[OutMessage]]:
         """Worker thread: everything CPU-bound about a request."""
-        doc = load_json(decode_body(body, encoding, api.limits))
+        raw = decode_body(body, encoding, api.limits)
         window = TimeWindow(
             int(self._clock()),
             self.settings.late_window_for(org),
             self.settings.future_window_seconds,
         )
-        parsed = api.parse(doc, org, window, self.identities)
+        parsed = api.parse(raw, org, window, self.identities)
         messages = []
         if parsed.batches:
             assert self.partitions is not None
-            n = self.partitions.get(self.settings.topic_points)
+            topic = self.settings.topic_points
             for b in parsed.batches:
                 key = partition_key(org, b.points.metric)
                 value = encode_points(b.points)
-                messages.append(
-                    OutMessage(self.settings.topic_points, partition_for(key, n), key, value)
-                )
+                messages.append(OutMessage(topic, self.partitions.place(topic, key), key, value))
         return parsed, messages
 
     async def submit(self, api: _Api, request: Request) -> Response:
@@ -246,42 +246,44 @@ class Intake:
         messages: list[OutMessage] = []
         if announcements:
             assert self.partitions is not None
-            n = self.partitions.get(self.settings.topic_series)
+            topic = self.settings.topic_series
             for s in announcements:
                 key = partition_key(org, s.metric)
                 value = encode_series(s)
-                messages.append(
-                    OutMessage(self.settings.topic_series, partition_for(key, n), key, value)
-                )
+                messages.append(OutMessage(topic, self.partitions.place(topic, key), key, value))
         return announcements, messages
 
     # --- distributions (intake/distributions.py) ---------------------------------------
 
     def _parse_distributions(
-        self, org: str, body: bytes, encoding: str | None
+        self, org: str, body: bytes, encoding: str | None, agent: bool = False
     ) -> tuple[ParsedDistributions, list[OutMessage]]:
-        """Worker thread: decompress, parse, fold values into sketches, encode."""
-        doc = load_json(decode_body(body, encoding, V1_LIMITS))
+        """Worker thread: decompress, parse, fold values into sketches (or convert the
+        agent's, ``agent``: a protobuf ``SketchPayload``), encode."""
+        raw = decode_body(body, encoding, V1_LIMITS)
         window = TimeWindow(
             int(self._clock()),
             self.settings.late_window_for(org),
             self.settings.future_window_seconds,
         )
-        parsed = parse_distributions(doc, org, window, self.identities)
+        if agent:  # POST /api/beta/sketches (intake/agent_sketches.py)
+            parsed = parse_sketch_payload(raw, org, window, self.identities)
+        else:
+            parsed = parse_distributions(load_json(raw), org, window, self.identities)
         messages = []
         if parsed.batches:
             assert self.partitions is not None
             topic = self.settings.topic_sketches
-            n = self.partitions.get(topic)
             for b in parsed.batches:
                 key = partition_key(org, b.sketches.metric)
                 value = encode_sketches(b.sketches)
-                messages.append(OutMessage(topic, partition_for(key, n), key, value))
+                messages.append(OutMessage(topic, self.partitions.place(topic, key), key, value))
         return parsed, messages
 
-    async def submit_distributions(self, request: Request) -> Response:
-        """``POST /api/v1/distribution_points``: 202 ``{"status": "ok"}`` once the broker
-        acknowledged the sketches and the series announcements (docs/intake.md)."""
+    async def submit_distributions(self, request: Request, agent: bool = False) -> Response:
+        """``POST /api/v1/distribution_points`` (or, ``agent``, ``POST /api/beta/sketches``):
+        202 ``{"status": "ok"}`` once the broker acknowledged the sketches and the series
+        announcements (docs/intake.md)."""
         org = self.org_for(request)
         if org == self.settings.heartbeat_org:
             return _errors(400, "heartbeat keys submit series, not distribution points")
@@ -290,7 +292,11 @@ class Intake:
             body = await self.read_body(request, V1_LIMITS)
             try:
                 parsed, sketch_messages = await run_in_threadpool(
-                    self._parse_distributions, org, body, request.headers.get("content-encoding")
+                    self._parse_distributions,
+                    org,
+                    body,
+                    request.headers.get("content-encoding"),
+                    agent,
                 )
             except PayloadError as exc:
                 log.info("org %s: 400 %s", org, str(exc)[:300])
@@ -364,6 +370,10 @@ def create_app(settings: IntakeSettings, *, clock: Callable[[], float] = time.ti
     @app.post("/api/v1/distribution_points")
     async def distribution_points(request: Request) -> Response:
         return await intake.submit_distributions(request)
+
+    @app.post("/api/beta/sketches")
+    async def agent_sketches(request: Request) -> Response:
+        return await intake.submit_distributions(request, agent=True)
 
     @app.get("/api/v1/validate")
     async def validate(request: Request) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,9 @@ from strata.codec import PointBatch, SeriesBatch
 from strata.model import INDEX_BUCKET_SECONDS, SID_DTYPE, TS_DTYPE, VALUE_DTYPE, MetricType
 
 _U32_MAX = 0xFFFFFFFF
+
+# One added series: (identity, metric type, interval, number of its points).
+SeriesRow = tuple[SeriesIdentity, int, int, int]
 # Point rejections of one series are reported in this order (as a per-series loop would).
 _POINT_REASONS = (RejectReason.NON_FINITE, RejectReason.TOO_NEW, RejectReason.TOO_OLD)
 
@@ -66,8 +70,7 @@ class BatchBuilder:
     def __init__(self, org: str, window: TimeWindow) -> None:
         self._org = org
         self._window = window
-        # One row per added series: (identity, metric type, interval, point count).
-        self._series: list[tuple[SeriesIdentity, int, int, int]] = []
+        self._series: list[SeriesRow] = []
         # (metric, reason, detail) -> [position, count]. Positions order the messages as a
         # per-series loop would: 4s for rejections made before series s was added, then
         # 4s + 1..3 for its point rejections.
@@ -87,10 +90,14 @@ class BatchBuilder:
         """Register one (valid) series whose ``count`` points come next in the columns."""
         self._series.append((identity, mtype, interval, count))
 
+    def add_rows(self, rows: list[SeriesRow]) -> None:
+        """:meth:`add_series` for many series at once (a caller's own per-series loop)."""
+        self._series += rows
+
     def finish(self, ts: npt.NDArray[np.int64], value: npt.NDArray[np.float64]) -> ParsedPayload:
         """The batches and rejections; ``ts``/``value`` hold every added series' points."""
         cols = _SeriesColumns(self._series)
-        counts = np.array(cols.count, dtype=np.intp)
+        counts = cols.count
         if int(counts.sum()) != ts.size or ts.size != value.size:
             raise ValueError("columns do not match the points of the added series")
         point_series = np.repeat(np.arange(counts.size, dtype=np.intp), counts)
@@ -112,9 +119,11 @@ class BatchBuilder:
             )
         ]
         if all_ok:
-            batches = self._batches(cols, point_series, ts, value)
+            # Every series with points has accepted ones: metrics appear among the points
+            # in the order they appear among the series, unless a series has no points.
+            batches = self._batches(cols, point_series, ts, value, bool(counts.all()))
         else:
-            batches = self._batches(cols, point_series[ok], ts[ok], value[ok])
+            batches = self._batches(cols, point_series[ok], ts[ok], value[ok], False)
         return ParsedPayload(batches, rejections, self._window)
 
     def _count_rejected(
@@ -141,20 +150,28 @@ class BatchBuilder:
         point_series: npt.NDArray[np.intp],
         ts: npt.NDArray[np.int64],
         value: npt.NDArray[np.float64],
+        series_order: bool,
     ) -> list[MetricBatches]:
         """Accepted rows (series index, ts, value, in request order) -> batches per metric,
-        in the order of each metric's first accepted point."""
+        in the order of each metric's first accepted point (``series_order``: known to be
+        the order of the metric ids, first appearance among the series)."""
         if not point_series.size:
             return []
         names = cols.names
-        sids = np.fromiter(cols.sid, SID_DTYPE, len(cols.sid))
+        sids = cols.sid
         raw_metric = cols.metric_of[point_series]
-        # Renumber metrics by first accepted point, so batches come out in that order.
-        present, first = np.unique(raw_metric, return_index=True)
-        by_first = present[np.argsort(first, kind="stable")]
-        rank = np.empty(len(names), dtype=np.intp)
-        rank[by_first] = np.arange(by_first.size)
-        metric = rank[raw_metric]
+        if series_order:
+            n_metrics = len(names)
+            by_first = np.arange(n_metrics, dtype=np.intp)
+            metric = raw_metric
+        else:
+            # Renumber metrics by first accepted point, so batches come out in that order.
+            present, first = np.unique(raw_metric, return_index=True)
+            by_first = present[np.argsort(first, kind="stable")]
+            n_metrics = by_first.size
+            rank = np.empty(len(names), dtype=np.intp)
+            rank[by_first] = np.arange(n_metrics)
+            metric = rank[raw_metric]
 
         # Points grouped per metric, request order kept inside each group.
         order = np.argsort(metric, kind="stable")
@@ -162,33 +179,18 @@ class BatchBuilder:
         p_sid = sids[p_series]
         p_ts = ts[order].astype(TS_DTYPE, copy=False)
         p_value = value[order].astype(VALUE_DTYPE, copy=False)
-        p_bounds = _bounds(metric[order], by_first.size)
-
-        # (series, bucket) rows: the first point of each (metric, sid, bucket) names the
-        # first series that touched it, whose metadata wins. Rows are ordered by (metric,
-        # that series, bucket), as a per-series loop over ascending buckets would add them.
-        bucket = p_ts - p_ts % INDEX_BUCKET_SECONDS
         p_metric = metric[order]
-        by_key = np.lexsort((bucket, p_sid, p_metric))  # stable: first occurrence leads
-        k_metric, k_sid, k_bucket = p_metric[by_key], p_sid[by_key], bucket[by_key]
-        new = np.ones(by_key.size, dtype=bool)
-        new[1:] = (
-            (k_metric[1:] != k_metric[:-1])
-            | (k_sid[1:] != k_sid[:-1])
-            | (k_bucket[1:] != k_bucket[:-1])
-        )
-        firsts = by_key[new]
-        r_series = p_series[firsts]
-        rows = firsts[np.lexsort((bucket[firsts], r_series, p_metric[firsts]))]
+        p_bounds = _bounds(p_metric, n_metrics)
+
+        bucket = p_ts - p_ts % INDEX_BUCKET_SECONDS
+        rows = _announcement_rows(p_metric, p_series, sids, bucket, n_metrics, cols.count)
         r_series = p_series[rows]
         r_sid = p_sid[rows]
         r_bucket = bucket[rows]
-        r_mtype = np.fromiter(cols.mtype, np.uint8, len(cols.mtype))[r_series]
-        intervals = np.clip(np.array(cols.interval, dtype=np.int64), 0, _U32_MAX)
-        r_interval = intervals.astype(np.uint32)[r_series]
-        tags = cols.tags
-        r_tags = [tags[i] for i in r_series.tolist()]
-        r_bounds = _bounds(p_metric[rows], by_first.size)
+        r_mtype = cols.mtype[r_series]
+        r_interval = cols.interval[r_series]
+        r_tags = list(map(_TAGS, map(cols.idents.__getitem__, r_series.tolist())))
+        r_bounds = _bounds(p_metric[rows], n_metrics)
 
         out = []
         for m, name_id in enumerate(by_first.tolist()):
@@ -212,24 +214,89 @@ class BatchBuilder:
         return out
 
 
-class _SeriesColumns:
-    """The added series as columns (a few C-level passes over them per request)."""
+def _announcement_rows(
+    p_metric: npt.NDArray[np.intp],
+    p_series: npt.NDArray[np.intp],
+    sids: npt.NDArray[np.uint64],
+    bucket: npt.NDArray[np.int64],
+    n_metrics: int,
+    counts: npt.NDArray[np.intp],
+) -> npt.NDArray[np.intp]:
+    """Which points (positions in the metric-grouped order) become (series, bucket) rows.
 
-    def __init__(self, rows: list[tuple[SeriesIdentity, int, int, int]]) -> None:
-        idents: tuple[SeriesIdentity, ...] = ()
-        metrics: tuple[str, ...] = ()
-        self.mtype: tuple[int, ...] = ()
-        self.interval: tuple[int, ...] = ()
-        self.count: tuple[int, ...] = ()
-        self.tags: tuple[tuple[str, ...], ...] = ()
-        self.sid: tuple[int, ...] = ()
-        if rows:
-            idents, self.mtype, self.interval, self.count = zip(*rows, strict=True)
-            metrics, self.tags, self.sid, _ = zip(*idents, strict=True)
+    The first point of each (metric, sid, bucket) names the first series that touched it,
+    whose metadata wins. Rows are ordered by (metric, that series, bucket), as a per-series
+    loop over ascending buckets would add them.
+    """
+    n = p_series.size
+    if int(counts.max()) <= 1:
+        sorted_sids = np.sort(sids)
+        if not (sorted_sids[1:] == sorted_sids[:-1]).any():
+            # The agent's shape: one point per series and no two series with one id. Each
+            # point is its own row, and the metric-grouped order is already (metric,
+            # series): request order within each metric.
+            return np.arange(n, dtype=np.intp)
+    b_rank = (bucket - bucket.min()) // INDEX_BUCKET_SECONDS
+    n_buckets = int(b_rank.max()) + 1
+    n_series = counts.size
+    # Dense ids of the distinct sids, in sid order, so that one int64 key sorts like
+    # (metric, sid, bucket); stable: the first point of each key leads.
+    distinct_sids, sid_rank = np.unique(sids, return_inverse=True)
+    n_sids = distinct_sids.size  # <= n_series
+    if n_metrics * n_series * n_buckets < _KEY_LIMIT:
+        key = (p_metric * n_sids + sid_rank[p_series]) * n_buckets + b_rank
+        by_key = np.argsort(key, kind="stable")
+        k = key[by_key]
+        new = np.ones(n, dtype=bool)
+        new[1:] = k[1:] != k[:-1]
+        firsts = by_key[new]
+        # (metric, series, bucket) is unique among the firsts: any sort will do.
+        return firsts[
+            np.argsort(
+                (p_metric[firsts] * n_series + p_series[firsts]) * n_buckets + b_rank[firsts]
+            )
+        ]
+    # Key space beyond int64 (absurd windows): sort on the three columns.
+    p_sid = sids[p_series]
+    by_key = np.lexsort((bucket, p_sid, p_metric))
+    k_metric, k_sid, k_bucket = p_metric[by_key], p_sid[by_key], bucket[by_key]
+    new = np.ones(n, dtype=bool)
+    new[1:] = (
+        (k_metric[1:] != k_metric[:-1])
+        | (k_sid[1:] != k_sid[:-1])
+        | (k_bucket[1:] != k_bucket[:-1])
+    )
+    firsts = by_key[new]
+    return firsts[np.lexsort((bucket[firsts], p_series[firsts], p_metric[firsts]))]
+
+
+_KEY_LIMIT = 2**62
+_METRIC = itemgetter(0)
+_TAGS = itemgetter(1)
+_SID = itemgetter(2)
+_IDENTITY = itemgetter(0)
+_MTYPE = itemgetter(1)
+_INTERVAL = itemgetter(2)
+_COUNT = itemgetter(3)
+
+
+class _SeriesColumns:
+    """The added series as columns: a few C-level passes over the rows per request (no
+    per-series Python objects: unzipping would allocate an iterator per row)."""
+
+    def __init__(self, rows: list[SeriesRow]) -> None:
+        n = len(rows)
+        self.idents: list[SeriesIdentity] = list(map(_IDENTITY, rows))
+        self.mtype = np.fromiter(map(_MTYPE, rows), np.uint8, n)
+        intervals = np.fromiter(map(_INTERVAL, rows), np.int64, n)
+        self.interval = np.clip(intervals, 0, _U32_MAX).astype(np.uint32)
+        self.count = np.fromiter(map(_COUNT, rows), np.intp, n)
+        self.sid = np.fromiter(map(_SID, self.idents), SID_DTYPE, n)
+        metrics = list(map(_METRIC, self.idents))
         # Metric ids by first appearance among the series.
         self.names = list(dict.fromkeys(metrics))
         ids = {name: i for i, name in enumerate(self.names)}
-        self.metric_of = np.fromiter(map(ids.__getitem__, metrics), np.intp, len(metrics))
+        self.metric_of = np.fromiter(map(ids.__getitem__, metrics), np.intp, n)
 
 
 def _bounds(sorted_groups: npt.NDArray[np.intp], n: int) -> list[int]:

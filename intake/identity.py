@@ -5,6 +5,11 @@ more than everything else intake does for a point, and an agent sends the same s
 interval. The cache makes that work run once per series per process instead of once per
 request. A raw key maps to exactly one identity (normalisation and hashing are pure), so a
 hit can never give a different answer than recomputing; eviction only costs recomputation.
+
+A miss (a series new to the process) still normalises its tags, with regular expressions,
+one tag at a time; but a new series mostly brings tags the process has seen on others (the
+host's region, service, environment, ...). The cache therefore also remembers what each raw
+tag normalises to, so a new series of a known host costs its hash and a few dict lookups.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Hashable, Iterable
 from itertools import islice
 from typing import NamedTuple
 
-from strata.naming import InvalidName, canonical_tags, normalize_metric_name
+from strata.naming import InvalidName, canonical_tags, normalize_metric_name, normalize_tag
 from strata.series_id import series_id
 
 # Share of entries dropped (oldest first) when the cache is full: evicting in slices keeps
@@ -32,14 +37,33 @@ class SeriesIdentity(NamedTuple):
     invalid: str | None
 
 
-def resolve(org: str, raw_metric: str, raw_tags: Iterable[str]) -> SeriesIdentity:
-    """The identity of one series, computed (no cache)."""
+def resolve(
+    org: str,
+    raw_metric: str,
+    raw_tags: Iterable[str],
+    tag_memo: dict[str, str | None] | None = None,
+) -> SeriesIdentity:
+    """The identity of one series, computed; ``tag_memo`` (raw tag -> normalised tag, None
+    when it normalises to nothing) is read and filled, without bound, if given."""
     try:
         metric = normalize_metric_name(raw_metric)
     except InvalidName as exc:
         return SeriesIdentity("", (), 0, str(exc))
-    tags = canonical_tags(raw_tags)
+    tags = canonical_tags(raw_tags) if tag_memo is None else _canonical(raw_tags, tag_memo)
     return SeriesIdentity(metric, tags, series_id(org, metric, tags), None)
+
+
+def _canonical(raw_tags: Iterable[str], memo: dict[str, str | None]) -> tuple[str, ...]:
+    """:func:`strata.naming.canonical_tags` with each tag's normalisation memoised."""
+    out = set()
+    for t in raw_tags:
+        try:
+            n = memo[t]
+        except KeyError:
+            n = memo[t] = normalize_tag(t)
+        if n is not None:
+            out.add(n)
+    return tuple(sorted(out))
 
 
 class SeriesIdentities:
@@ -57,6 +81,8 @@ class SeriesIdentities:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
         self._map: dict[Hashable, SeriesIdentity] = {}
+        # Raw tag -> normalised tag, for misses; cleared when it outgrows ``capacity``.
+        self._tags: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.get = self._map.get  # the hit path, bound once
 
@@ -67,12 +93,22 @@ class SeriesIdentities:
         self, key: Hashable, org: str, raw_metric: str, raw_tags: Iterable[str]
     ) -> SeriesIdentity:
         """Compute, remember and return the identity for ``key``."""
-        identity = resolve(org, raw_metric, raw_tags)
+        identity = self.resolve(org, raw_metric, raw_tags)
+        self.put(key, identity)
+        return identity
+
+    def resolve(self, org: str, raw_metric: str, raw_tags: Iterable[str]) -> SeriesIdentity:
+        """:func:`resolve` with this cache's memo of tag normalisations (not cached)."""
+        if len(self._tags) > self._capacity:
+            self._tags = {}  # a fresh memo: a thread still filling the old one is harmless
+        return resolve(org, raw_metric, raw_tags, self._tags)
+
+    def put(self, key: Hashable, identity: SeriesIdentity) -> None:
+        """Remember an identity computed by the caller (with :func:`resolve`)."""
         with self._lock:
             if len(self._map) >= self._capacity:
                 self._evict()
             self._map[key] = identity
-        return identity
 
     def _evict(self) -> None:
         n = max(1, self._capacity // _EVICT_FRACTION)

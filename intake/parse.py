@@ -453,6 +453,19 @@ def _columns(
         if not {type(x) for x in column} <= _NUMBER:
             bad = next(j for j, x in enumerate(column) if not _is_number(x))
             raise PayloadError(field_path(bad, name), "expected a number")
+    return convert_columns(ts, value, path, field_path)
+
+
+def convert_columns(
+    ts: Sequence[int | float],
+    value: Sequence[int | float],
+    path: str = "",
+    field_path: Callable[[int, str], str] = _no_path,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Point columns of numbers (ints or floats, never bools: checked by the caller) as
+    int64 seconds (truncated) and float64 values; a value beyond float64 becomes infinite
+    (and is then rejected per point). Raises :class:`PayloadError` for a timestamp that is
+    not finite or beyond float64."""
     try:
         ts_f = np.array(ts, dtype=np.float64)
     except OverflowError:

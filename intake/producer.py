@@ -26,9 +26,13 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from strata.partitioning import partition_for
+
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.05
+# Memoised key placements kept (an org|metric key each, ~100 bytes).
+_PLACEMENT_MEMO = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +229,14 @@ class PartitionCounts:
     """Partition count per topic, from broker metadata; refreshed periodically.
 
     Counts only ever come from the broker; a failed refresh keeps the last known counts.
+    :meth:`place` gives a key's partition; the murmur2 hash (Python, ~3 us a key) is
+    memoised per (key, partition count), since every request names each of its metrics.
     """
 
     def __init__(self, bootstrap: str, initial: dict[str, int]) -> None:
         self._bootstrap = bootstrap
         self._counts = dict(initial)
+        self._placed: dict[tuple[bytes, int], int] = {}
 
     def get(self, topic: str) -> int:
         """Raise :class:`BrokerUnavailable` for a topic never seen in metadata."""
@@ -237,6 +244,16 @@ class PartitionCounts:
         if not n:
             raise BrokerUnavailable(f"no partition metadata for topic {topic}", "no_metadata")
         return n
+
+    def place(self, topic: str, key: bytes) -> int:
+        """``partition_for(key, get(topic))``: the key's partition with the current count."""
+        memo = (key, self.get(topic))
+        partition = self._placed.get(memo)
+        if partition is None:
+            if len(self._placed) >= _PLACEMENT_MEMO:
+                self._placed = {}  # bounded; worker threads may race here harmlessly
+            partition = self._placed[memo] = partition_for(key, memo[1])
+        return partition
 
     def refresh(self, topics: Sequence[str], timeout: float = 5.0) -> None:
         """Blocking: call from a worker thread."""

@@ -629,3 +629,76 @@ def test_a_percentile_monitor_alerts_on_the_slow_host_only(pipeline: Pipeline) -
     finally:
         stop.set()
         feeder.join(timeout=15)
+
+
+def test_agent_sketch_payloads_are_queried_back_within_the_conversion_bound(
+    pipeline: Pipeline,
+) -> None:
+    """``POST /api/beta/sketches`` as the agent sends it (protobuf ``SketchPayload``,
+    zstd and deflate bodies; bins in the agent's own index mapping, built here from its
+    documented key function): p50/p99 within the stated bound (docs/formats.md, 1.786 %),
+    count exact, through the query API of a real ``strata up``."""
+    import zlib
+
+    import zstandard
+
+    from intake.agent_sketches import sketch_payload_class
+
+    ln_gamma, bias = math.log1p(1 / 64), 1338  # datadog-agent pkg/quantile defaults
+    rng = np.random.default_rng(8)
+    now = int(time.time()) // 60 * 60 - 300
+    values = {host: rng.lognormal(4, 0.7, 2000) for host in ("a1", "a2")}
+    payload = sketch_payload_class()()
+    for host, vs in values.items():
+        keys = np.rint(np.log(vs) / ln_gamma).astype(np.int64) + bias
+        k, n = np.unique(keys, return_counts=True)
+        s = payload.sketches.add(metric="e2e.agent.latency", host=host, tags=["env:e2e"])
+        s.dogsketches.add(
+            ts=now,
+            cnt=vs.size,
+            min=float(vs.min()),
+            max=float(vs.max()),
+            avg=float(vs.mean()),
+            sum=float(vs.sum()),
+            k=k.tolist(),
+            n=n.tolist(),
+        )
+    raw = payload.SerializeToString()
+    key = pipeline.endpoints["api_key"]
+    for encoding, body in (("zstd", zstandard.compress(raw)), ("deflate", zlib.compress(raw))):
+        resp = httpx.post(
+            f"{pipeline.intake}/api/beta/sketches",
+            content=body,
+            headers={
+                "DD-API-KEY": key,
+                "Content-Type": "application/x-protobuf",
+                "Content-Encoding": encoding,
+            },
+            timeout=10.0,
+        )
+        assert resp.status_code == 202, f"{encoding}: {resp.status_code} {resp.text}"
+    bad = httpx.post(
+        f"{pipeline.intake}/api/beta/sketches",
+        content=raw[:-3],
+        headers={"DD-API-KEY": key, "Content-Type": "application/x-protobuf"},
+        timeout=10.0,
+    )
+    assert bad.status_code == 400 and "truncated" in bad.text, bad.text
+
+    org = Org(pipeline.endpoints["org"], key, pipeline.endpoints["app_key"], 1)
+    bound = (1 + 0.01) * math.sqrt(1 + 1 / 64) - 1  # ours after the agent's bin error
+
+    def answered() -> None:
+        for agg in ("p50", "p99", "count"):
+            q = f"{agg}:e2e.agent.latency{{env:e2e}} by {{host}}"
+            got = parse_v1(query_v1(pipeline, org, q, now - 600, now + 60))
+            for host, vs in values.items():
+                (value,) = got[(f"host:{host}",)].values()
+                if agg == "count":
+                    assert value == 2 * vs.size, (q, value)  # posted twice, counted twice
+                    continue
+                doubled = np.sort(np.concatenate([vs, vs]))
+                exact = doubled[math.floor(int(agg[1:]) / 100 * (doubled.size - 1))]
+                assert abs(value - exact) <= (bound + 1e-9) * exact, (q, host, value, exact)
+
+    eventually(answered, timeout=60.0, what="agent sketches queried back")
