@@ -59,6 +59,7 @@ from intake.identity import SeriesIdentities
 from intake.parse import PayloadError
 from intake.rejections import RejectReason, TimeWindow
 from strata.agent_mapping import AGENT_INF_KEY, from_agent_bins
+from strata.arrays import ranges
 from strata.codec import SketchMessage
 from strata.model import MetricType
 from strata.sketch import SketchError, SketchParams
@@ -556,7 +557,7 @@ def parse_sketch_payload(
     starts, sizes = doc.k_offsets[take], k_len[take]
     bin_offsets = np.zeros(take.size + 1, dtype=np.int64)
     np.cumsum(sizes, out=bin_offsets[1:])
-    bins = _ranges(starts, sizes)
+    bins = ranges(starts, sizes)
     try:
         converted = from_agent_bins(
             params,
@@ -626,13 +627,3 @@ def _check(doc: DecodedPayload) -> None:
     if mismatch[r]:
         raise PayloadError(f"{path}.cnt", f"count {cnt[r]} but the bins (n) hold {sums[r]}")
     raise PayloadError(f"{path}.min", f"min {float(vmin[r])!r} > max {float(vmax[r])!r}")
-
-
-def _ranges(starts: I64, lengths: I64) -> I64:
-    """Concatenated ``arange(s, s + n)`` for every (s, n)."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    begin = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=begin[1:])
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)

@@ -45,6 +45,7 @@ from intake.parse import (
     _tag_list,
 )
 from intake.rejections import Rejection, RejectReason, TimeWindow
+from strata.arrays import ranges
 from strata.codec import SeriesBatch, SketchMessage
 from strata.model import TS_DTYPE, MetricType
 from strata.naming import InvalidName, normalize_metric_name
@@ -161,7 +162,7 @@ def parse_distributions(
         row_offsets = np.zeros(rows.size + 1, dtype=np.int64)
         np.cumsum(sizes, out=row_offsets[1:])
         sketches = SketchBatch.from_ragged(
-            params, b.points.sid, b.points.ts, row_offsets, values[_ranges(starts, sizes)]
+            params, b.points.sid, b.points.ts, row_offsets, values[ranges(starts, sizes)]
         ).merge_by_key()
         batches.append(MetricSketches(SketchMessage(org, b.points.metric, sketches), b.series))
     accepted = [b.sketches.batch for b in batches]
@@ -172,16 +173,6 @@ def parse_distributions(
         points=parsed.accepted,
         values=int(sum(float(x.count.sum()) for x in accepted)),
     )
-
-
-def _ranges(starts: I64, lengths: I64) -> I64:
-    """Concatenated ``arange(s, s + n)`` for every (s, n)."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    begin = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=begin[1:])
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)
 
 
 def _first_bad(series: list[Any], check: str) -> PayloadError:

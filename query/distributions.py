@@ -38,6 +38,7 @@ from query.functions import Floats, Frame
 from query.segments import Segment, plan_segments, tiers_used
 from query.stitch import FALLBACK_ERRORS
 from query.stores_client import Sids, SketchClient, StoreReplyError
+from strata.arrays import ranges
 from strata.rollup import resolution_for
 from strata.sketch import SketchBatch, SketchParams
 
@@ -127,16 +128,6 @@ def stitched_sketches(
     return rows, tiers_used(segments)
 
 
-def _ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Concatenated ``arange(s, s + n)`` for every (s, n)."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    begin = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=begin[1:])
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)
-
-
 def group_sketches(
     rows: SketchBatch,
     sids: Sids,
@@ -159,7 +150,7 @@ def group_sketches(
     lo = np.searchsorted(m_series, series, side="left")
     n = np.searchsorted(m_series, series, side="right") - lo
     which = np.repeat(np.arange(len(rows), dtype=np.int64), n)
-    group = m_group[_ranges(lo.astype(np.int64), n.astype(np.int64))]
+    group = m_group[ranges(lo.astype(np.int64), n.astype(np.int64))]
     return rows.take(which).merge_by_key(group.astype(np.uint64), col[which])
 
 

@@ -69,6 +69,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from strata.arrays import exclusive_cumsum, ranges
+
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -142,21 +144,6 @@ def _freeze(*arrays: npt.NDArray[np.generic]) -> None:
         a.setflags(write=False)
 
 
-def _exclusive_cumsum(x: I64) -> I64:
-    out = np.zeros(x.size + 1, dtype=np.int64)
-    np.cumsum(x, out=out[1:])
-    return out
-
-
-def _ranges(starts: I64, lengths: I64) -> I64:
-    """Concatenated ``arange(s, s + n)`` for every (s, n), without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    begin = _exclusive_cumsum(lengths)[:-1]
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class Bins:
     """The bins of one sign for ``n`` sketches, in CSR form.
@@ -196,15 +183,15 @@ class Bins:
     def take(self, rows: I64) -> Bins:
         """The bins of sketches ``rows`` (any order, repeats allowed)."""
         lengths = self.lengths[rows]
-        idx = _ranges(self.offsets[:-1][rows], lengths)
-        return Bins(_exclusive_cumsum(lengths), self.keys[idx], self.counts[idx])
+        idx = ranges(self.offsets[:-1][rows], lengths)
+        return Bins(exclusive_cumsum(lengths), self.keys[idx], self.counts[idx])
 
     @classmethod
     def concat(cls, parts: Sequence[Bins]) -> Bins:
         if not parts:
             return cls.empty(0)
         sizes = np.array([p.keys.size for p in parts], dtype=np.int64)
-        shift = _exclusive_cumsum(sizes)
+        shift = exclusive_cumsum(sizes)
         offsets = np.concatenate(
             [np.zeros(1, np.int64)]
             + [p.offsets[1:] + s for p, s in zip(parts, shift[:-1], strict=True)]
@@ -281,7 +268,7 @@ def fold_bins(offsets: I64, keys: I64, weights: F64 | None, bin_limit: int) -> B
     if (lo < floor).any():
         keys = np.maximum(keys, np.repeat(floor, sizes))
         lo = np.maximum(lo, floor)
-    base = _exclusive_cumsum(hi - lo + 1)
+    base = exclusive_cumsum(hi - lo + 1)
     shift = base[:-1] - lo
     at, counts = _count(keys + np.repeat(shift, sizes), weights, int(base[-1]))
     bounds = np.searchsorted(at, base)
@@ -675,7 +662,7 @@ class SketchBatch:
         params: SketchParams, off: I64, v: F64, mask: npt.NDArray[np.bool_], sign: float
     ) -> tuple[I64, Bins]:
         """Offsets of the masked values per row, and their bins."""
-        sub_off = _exclusive_cumsum(mask.astype(np.int64))[off]
+        sub_off = exclusive_cumsum(mask.astype(np.int64))[off]
         sub = v[mask]
         if sign < 0:
             sub = -sub
@@ -716,7 +703,7 @@ class SketchBatch:
             ks = [getattr(s, keys) for s in sketches]
             sizes = np.array([k.size for k in ks], dtype=np.int64)
             return Bins(
-                _exclusive_cumsum(sizes),
+                exclusive_cumsum(sizes),
                 np.concatenate(ks).astype(np.int32, copy=False),
                 np.concatenate([getattr(s, counts) for s in sketches]).astype(np.float64),
             )

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from strata.arrays import exclusive_cumsum, ranges
 from strata.codec import UnreadableMessage
 from strata.sketch import (
     F64,
@@ -359,34 +360,34 @@ def decode_batches(raws: Sequence[bytes]) -> SketchBatch:
     count_sizes = np.array([h.spans[4][1] - h.spans[4][0] for h in layouts], dtype=np.int64)
     per_keys = _per_part(key_buf < 0x80, key_sizes)
     per_counts = _per_part(count_buf < 0x80, count_sizes)
-    key_at = _exclusive(per_keys)
-    count_at = _exclusive(per_counts)
+    key_at = exclusive_cumsum(per_keys)
+    count_at = exclusive_cumsum(per_counts)
     # Each batch's key stream: pos_len[n], neg_len[n], P keys, N keys.
-    raw_lens = keys[_spans(key_at[:-1], 2 * n)]
+    raw_lens = keys[ranges(key_at[:-1], 2 * n)]
     if raw_lens.size != 2 * total or (raw_lens > np.uint64(1 << 32)).any():
         return SketchBatch.concat([decode_batch(r) for r in raws])
     lens = raw_lens.astype(np.int64)
-    row_at = _exclusive(n)[:-1]
-    pos_len = lens[_spans(_exclusive(2 * n)[:-1], n)]
-    neg_len = lens[_spans(_exclusive(2 * n)[:-1] + n, n)]
+    row_at = exclusive_cumsum(n)[:-1]
+    pos_len = lens[ranges(exclusive_cumsum(2 * n)[:-1], n)]
+    neg_len = lens[ranges(exclusive_cumsum(2 * n)[:-1] + n, n)]
     p = _sums(pos_len, n)
     q = _sums(neg_len, n)
     if not (np.array_equal(per_keys, 2 * n + p + q) and np.array_equal(per_counts, 2 * n + p + q)):
         return SketchBatch.concat([decode_batch(r) for r in raws])
-    pos_keys = keys[_spans(key_at[:-1] + 2 * n, p)]
-    neg_keys = keys[_spans(key_at[:-1] + 2 * n + p, q)]
+    pos_keys = keys[ranges(key_at[:-1] + 2 * n, p)]
+    neg_keys = keys[ranges(key_at[:-1] + 2 * n + p, q)]
     if (counts_all >= np.uint64(1 << 53)).any():
         return SketchBatch.concat([decode_batch(r) for r in raws])
     counts = counts_all.astype(np.float64)
-    count = counts[_spans(count_at[:-1], n)]
-    zero = counts[_spans(count_at[:-1] + n, n)]
-    pos_counts = counts[_spans(count_at[:-1] + 2 * n, p)]
-    neg_counts = counts[_spans(count_at[:-1] + 2 * n + p, q)]
+    count = counts[ranges(count_at[:-1], n)]
+    zero = counts[ranges(count_at[:-1] + n, n)]
+    pos_counts = counts[ranges(count_at[:-1] + 2 * n, p)]
+    neg_counts = counts[ranges(count_at[:-1] + 2 * n + p, q)]
     # Stats of each batch are sum[n], min[n], max[n].
     stat_at = 3 * row_at
-    vsum = stats[_spans(stat_at, n)]
-    vmin = stats[_spans(stat_at + n, n)]
-    vmax = stats[_spans(stat_at + 2 * n, n)]
+    vsum = stats[ranges(stat_at, n)]
+    vmin = stats[ranges(stat_at + n, n)]
+    vmax = stats[ranges(stat_at + 2 * n, n)]
     try:
         pos = _bins(pos_len, pos_keys, pos_counts, params)
         neg = _bins(neg_len, neg_keys, neg_counts, params)
@@ -442,32 +443,19 @@ def _batch_layout(raw: bytes) -> _Layout | None:
     return _Layout(params, n, (sid, ts, stats, keys, counts))
 
 
-def _exclusive(x: I64) -> I64:
-    out = np.zeros(x.size + 1, dtype=np.int64)
-    np.cumsum(x, out=out[1:])
-    return out
-
-
-def _spans(starts: I64, lengths: I64) -> I64:
-    """Concatenated ``arange(s, s + k)`` for every (s, k)."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    begin = _exclusive(lengths)[:-1]
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)
-
-
 def _per_part(flags: npt.NDArray[np.bool_], sizes: I64) -> I64:
     """How many of ``flags`` are set in each consecutive part of ``sizes`` elements."""
     ends = np.cumsum(flags, dtype=np.int64)
-    bounds = _exclusive(sizes)
+    bounds = exclusive_cumsum(sizes)
     at = np.concatenate(([0], ends))[bounds]
     return np.diff(at)
 
 
 def _sums(values: I64, sizes: I64) -> I64:
     """Sum of each consecutive part of ``sizes`` elements of ``values``."""
-    return np.diff(np.concatenate(([0], np.cumsum(values, dtype=np.int64)))[_exclusive(sizes)])
+    return np.diff(
+        np.concatenate(([0], np.cumsum(values, dtype=np.int64)))[exclusive_cumsum(sizes)]
+    )
 
 
 # -- ddsketch protobuf --------------------------------------------------------------------

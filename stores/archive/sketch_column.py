@@ -28,6 +28,7 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
+from strata.arrays import exclusive_cumsum, ranges
 from strata.sketch import Bins, SketchBatch, SketchError, SketchParams
 from strata.sketch_codec import (
     FLAG_FLOAT_COUNTS,
@@ -54,23 +55,11 @@ _LE_F64 = np.dtype("<f8")
 # -- small vectorised helpers --------------------------------------------------------------
 
 
-def _exclusive(x: I64) -> I64:
-    out = np.zeros(x.size + 1, dtype=np.int64)
-    np.cumsum(x, out=out[1:])
-    return out
-
-
-def _ranges(starts: I64, lengths: I64) -> I64:
-    """Concatenated ``arange(s, s + k)`` for every (s, k)."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - _exclusive(lengths)[:-1], lengths)
-
-
 def _part_sums(values: I64, sizes: I64) -> I64:
     """Sum of each consecutive part of ``sizes`` elements of ``values``."""
-    return np.diff(np.concatenate(([0], np.cumsum(values, dtype=np.int64)))[_exclusive(sizes)])
+    return np.diff(
+        np.concatenate(([0], np.cumsum(values, dtype=np.int64)))[exclusive_cumsum(sizes)]
+    )
 
 
 def _varint_sizes(z: U64) -> I64:
@@ -148,8 +137,8 @@ def _per_row(
     pair = np.asarray(head).reshape(2, -1)
     out[at] = pair[0]
     out[at + 1] = pair[1]
-    out[_ranges(at + 2, pl)] = pos
-    out[_ranges(at + 2 + pl, nl)] = neg
+    out[ranges(at + 2, pl)] = pos
+    out[ranges(at + 2 + pl, nl)] = neg
 
 
 # -- encode ------------------------------------------------------------------------------
@@ -163,7 +152,7 @@ def encode_cells(batch: SketchBatch) -> tuple[I64, U8]:
         return np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.uint8)
     pl, nl = batch.pos.lengths, batch.neg.lengths
     seg = 2 + pl + nl  # values per row in the key stream and in the counts
-    seg_at = _exclusive(seg)
+    seg_at = exclusive_cumsum(seg)
     # Key stream per row: pos_len, neg_len, the positive then the negative key deltas.
     keys = np.empty(int(seg_at[-1]), dtype=np.uint64)
     head = np.concatenate((pl, nl)).astype(np.uint64)
@@ -211,24 +200,24 @@ def encode_cells(batch: SketchBatch) -> tuple[I64, U8]:
     stats = np.stack((batch.sum, batch.min, batch.max), axis=1).astype(_LE_F64).view(np.uint8)
     parts = [np.frombuffer(heads, np.uint8), stats.ravel(), klen_bytes, key_bytes]
     parts += [int_bytes, float_bytes]
-    base = _exclusive(np.array([p.size for p in parts], dtype=np.int64))
+    base = exclusive_cumsum(np.array([p.size for p in parts], dtype=np.int64))
     c_start = np.zeros(n, dtype=np.int64)
-    c_start[exact] = base[4] + _exclusive(c_len[exact])[:-1]
-    c_start[~exact] = base[5] + _exclusive(c_len[~exact])[:-1]
+    c_start[exact] = base[4] + exclusive_cumsum(c_len[exact])[:-1]
+    c_start[~exact] = base[5] + exclusive_cumsum(c_len[~exact])[:-1]
     starts = np.stack(
         (
             np.where(exact, 0, _HEAD.size),
             base[1] + 24 * np.arange(n, dtype=np.int64),
-            base[2] + _exclusive(klen_sizes)[:-1],
-            base[3] + _exclusive(k_len)[:-1],
+            base[2] + exclusive_cumsum(klen_sizes)[:-1],
+            base[3] + exclusive_cumsum(k_len)[:-1],
             c_start,
         ),
         axis=1,
     )
     lengths = np.stack((np.full(n, _HEAD.size), np.full(n, 24), klen_sizes, k_len, c_len), axis=1)
     source = np.concatenate(parts)
-    data = source[_ranges(starts.ravel(), lengths.ravel().astype(np.int64))]
-    return _exclusive(lengths.sum(axis=1).astype(np.int64)), data
+    data = source[ranges(starts.ravel(), lengths.ravel().astype(np.int64))]
+    return exclusive_cumsum(lengths.sum(axis=1).astype(np.int64)), data
 
 
 # -- decode ------------------------------------------------------------------------------
@@ -306,7 +295,7 @@ def _decode_fast(offsets: I64, data: U8, sid: U64, ts: I64) -> SketchBatch:
     c_start = k_start + k_len
     if (k_len < 2).any() or (c_start > end).any():
         raise _Slow
-    key_buf = data[_ranges(k_start, k_len)]
+    key_buf = data[ranges(k_start, k_len)]
     if (data[c_start - 1] >= 0x80).any():
         raise _Slow  # a row's key stream ends inside a varint
     try:
@@ -314,7 +303,7 @@ def _decode_fast(offsets: I64, data: U8, sid: U64, ts: I64) -> SketchBatch:
     except ValueError:
         raise _Slow from None
     per_row = _part_sums((key_buf < 0x80).astype(np.int64), k_len)
-    key_at = _exclusive(per_row)[:-1]
+    key_at = exclusive_cumsum(per_row)[:-1]
     if (keys[key_at] > np.uint64(1 << 32)).any() or (keys[key_at + 1] > np.uint64(1 << 32)).any():
         raise _Slow
     pl = keys[key_at].astype(np.int64)
@@ -322,13 +311,13 @@ def _decode_fast(offsets: I64, data: U8, sid: U64, ts: I64) -> SketchBatch:
     seg = 2 + pl + nl
     if not np.array_equal(per_row, seg):
         raise _Slow
-    pos_deltas = keys[_ranges(key_at + 2, pl)]
-    neg_deltas = keys[_ranges(key_at + 2 + pl, nl)]
+    pos_deltas = keys[ranges(key_at + 2, pl)]
+    neg_deltas = keys[ranges(key_at + 2 + pl, nl)]
     counts = _counts(data, c_start, end, flags != 0, seg)
-    seg_at = _exclusive(seg)[:-1]
+    seg_at = exclusive_cumsum(seg)[:-1]
     count, zero = counts[seg_at], counts[seg_at + 1]
-    pos = _bins(pl, pos_deltas, counts[_ranges(seg_at + 2, pl)], params)
-    neg = _bins(nl, neg_deltas, counts[_ranges(seg_at + 2 + pl, nl)], params)
+    pos = _bins(pl, pos_deltas, counts[ranges(seg_at + 2, pl)], params)
+    neg = _bins(nl, neg_deltas, counts[ranges(seg_at + 2 + pl, nl)], params)
     if not (np.isfinite(count).all() and np.isfinite(zero).all()):
         raise _Slow
     if (count < 0).any() or (zero < 0).any():
@@ -360,10 +349,10 @@ def _counts(data: U8, c_start: I64, end: I64, floats: npt.NDArray[np.bool_], seg
     """Every row's counts (count, zero, bin counts) in row order, from varints or f64."""
     c_len = end - c_start
     out = np.empty(int(seg.sum()), dtype=np.float64)
-    seg_at = _exclusive(seg)[:-1]
+    seg_at = exclusive_cumsum(seg)[:-1]
     ints = ~floats
     if ints.any():
-        buf = data[_ranges(c_start[ints], c_len[ints])]
+        buf = data[ranges(c_start[ints], c_len[ints])]
         if (c_len[ints] < 1).any() or (data[end[ints] - 1] >= 0x80).any():
             raise _Slow
         try:
@@ -374,12 +363,12 @@ def _counts(data: U8, c_start: I64, end: I64, floats: npt.NDArray[np.bool_], seg
             raise _Slow
         if (values >= np.uint64(1 << 53)).any():
             raise _Slow
-        out[_ranges(seg_at[ints], seg[ints])] = values.astype(np.float64)
+        out[ranges(seg_at[ints], seg[ints])] = values.astype(np.float64)
     if floats.any():
         if not np.array_equal(c_len[floats], 8 * seg[floats]):
             raise _Slow
-        raw = data[_ranges(c_start[floats], c_len[floats])]
-        out[_ranges(seg_at[floats], seg[floats])] = raw.view(_LE_F64).astype(np.float64)
+        raw = data[ranges(c_start[floats], c_len[floats])]
+        out[ranges(seg_at[floats], seg[floats])] = raw.view(_LE_F64).astype(np.float64)
     return out
 
 
@@ -389,7 +378,7 @@ def _bins(lengths: I64, deltas: U64, counts: F64, params: SketchParams) -> Bins:
         raise _Slow
     if counts.size and not (np.isfinite(counts).all() and (counts > 0).all()):
         raise _Slow
-    offsets = _exclusive(lengths)
+    offsets = exclusive_cumsum(lengths)
     filled = np.flatnonzero(lengths)
     first = offsets[filled]
     step = deltas.view(np.int64) + 1

@@ -1,0 +1,26 @@
+"""Small vectorised index helpers shared by the columnar kernels (sketches, codecs, intake
+and query): CSR offsets and concatenated ranges, without a Python loop per group."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+
+
+def exclusive_cumsum(x: I64) -> I64:
+    """``[0, x0, x0 + x1, ...]`` (``x.size + 1`` values): CSR offsets of groups of sizes
+    ``x``."""
+    out = np.zeros(x.size + 1, dtype=np.int64)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def ranges(starts: I64, lengths: I64) -> I64:
+    """Concatenated ``arange(s, s + n)`` for every (s, n)."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    begin = exclusive_cumsum(lengths)[:-1]
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)
