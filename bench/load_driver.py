@@ -66,6 +66,7 @@ import numpy as np
 import orjson
 
 from bench.machine import describe
+from bench.proc_cpu import cpu_delta, machine_busy, tree_cpu
 from bench.workload import (
     INTERVAL,
     CpuOnly,
@@ -143,6 +144,10 @@ class DriverResult:
     freshness_p50_ms: float
     freshness_p99_ms: float
     freshness_max_ms: float
+    # CPU seconds per component while sending (--up only: the strata up process tree), and
+    # the busy fraction of the whole machine over the same window.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    machine_busy: float = math.nan
 
     @property
     def points_per_second(self) -> float:
@@ -173,6 +178,14 @@ class DriverResult:
             f"{self.freshness_samples} markers ({self.markers_not_visible} not visible); "
             f"first marker (new series) {self.first_marker_ms:.0f} ms",
         ]
+        if self.cpu_seconds and self.accepted_points:
+            per_m = 1e6 / self.accepted_points
+            parts = ", ".join(f"{k} {v * per_m:.2f}" for k, v in self.cpu_seconds.items())
+            total = sum(self.cpu_seconds.values()) * per_m
+            lines.append(
+                f"CPU s per 1 M accepted points: {parts}; all {total:.2f} "
+                f"(machine busy {100 * self.machine_busy:.0f} % while sending)"
+            )
         if self.failures:
             lines.append(f"failures (first {len(self.failures)}): {self.failures}")
         return "\n".join(lines)
@@ -403,9 +416,10 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
 
-def run(config: DriverConfig) -> DriverResult:
+def run(config: DriverConfig, cpu_root: int | None = None) -> DriverResult:
     """Prepare the bodies, measure the first marker, then send for ``duration`` seconds
-    with the freshness probe running; return the figures."""
+    with the freshness probe running; return the figures. ``cpu_root``: a process (strata
+    up) whose tree's CPU time is measured per component over the sending window."""
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
     start = int(time.time()) - config.start_offset
@@ -423,12 +437,16 @@ def run(config: DriverConfig) -> DriverResult:
             threading.Thread(target=_send_all, args=(config, bodies, t, sched), name=f"send-{i}")
             for i, t in enumerate(tallies)
         ]
+        cpu_before = tree_cpu(cpu_root) if cpu_root is not None else {}
+        busy_before = machine_busy()
         prober.start()
         for s in senders:
             s.start()
         for s in senders:
             s.join()
         elapsed = time.monotonic() - sched.start
+        cpu = cpu_delta(cpu_before, tree_cpu(cpu_root)) if cpu_root is not None else {}
+        busy_after = machine_busy()
         stop.set()
         prober.join()
     finally:
@@ -461,6 +479,12 @@ def run(config: DriverConfig) -> DriverResult:
         freshness_p50_ms=_pct(probe.samples, 50),
         freshness_p99_ms=_pct(probe.samples, 99),
         freshness_max_ms=max(probe.samples, default=math.nan),
+        cpu_seconds=cpu,
+        machine_busy=(
+            (busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1])
+            if busy_before and busy_after and busy_after[1] > busy_before[1]
+            else math.nan
+        ),
     )
 
 
@@ -468,8 +492,9 @@ def run(config: DriverConfig) -> DriverResult:
 
 
 @contextmanager
-def strata_up(data_dir: Path, timeout: float = 180.0) -> Iterator[dict[str, Any]]:
-    """Run ``strata up`` on free ports with ``data_dir``; yield its endpoints.json."""
+def strata_up(data_dir: Path, timeout: float = 180.0) -> Iterator[tuple[dict[str, Any], int]]:
+    """Run ``strata up`` on free ports with ``data_dir``; yield its endpoints.json and its
+    process id."""
     from strata.servers import free_port, spawn
 
     argv = [sys.executable, "-m", "strata.cli", "up", "--data-dir", str(data_dir)]
@@ -486,7 +511,7 @@ def strata_up(data_dir: Path, timeout: float = 180.0) -> Iterator[dict[str, Any]
                 tail = log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"strata up did not come up:\n{tail}")
             time.sleep(0.2)
-        yield dict(json.loads(endpoints.read_text()))
+        yield dict(json.loads(endpoints.read_text())), proc.pid
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -559,10 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.up:
         with (
             tempfile.TemporaryDirectory(prefix="strata-load-") as tmp,
-            strata_up(Path(tmp) / "data") as endpoints,
+            strata_up(Path(tmp) / "data") as (endpoints, up_pid),
         ):
             print(f"strata up: intake {endpoints['intake']}, query {endpoints['query']}")
-            result = run(config(endpoints))
+            result = run(config(endpoints), cpu_root=up_pid)
     else:
         endpoints = json.loads(args.endpoints.read_text()) if args.endpoints else {}
         missing = [

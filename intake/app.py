@@ -15,7 +15,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -49,6 +52,7 @@ from strata.topics import ensure_topics
 log = logging.getLogger(__name__)
 
 # Decompressed body, org, window, identity cache -> the request's batches.
+_T = TypeVar("_T")
 Parser = Callable[[bytes, str, TimeWindow, SeriesIdentities], ParsedPayload]
 
 
@@ -108,6 +112,7 @@ class Intake:
         self.partitions: PartitionCounts | None = None
         self._topics = (settings.topic_points, settings.topic_series, settings.topic_sketches)
         self.inflight = InFlight()
+        self._parse_limiter: CapacityLimiter | None = None
 
     def _count_replacement(self) -> None:
         self.counters.producers_replaced += 1
@@ -118,6 +123,18 @@ class Intake:
         counts = await run_in_threadpool(ensure_topics, self.settings)
         self.partitions = PartitionCounts(self.settings.kafka_bootstrap, counts)
         self.producer.start()
+
+    async def _parse_thread(self, fn: Callable[..., _T], *args: object) -> _T:
+        """Run the CPU-bound part of a request in one of ``parse_threads`` threads.
+
+        Off the event loop, so a large body never stalls health checks and heartbeats; but
+        not in the 40-thread default pool: parsing holds the GIL, and 40 threads trading
+        it every switch interval (and starving the event loop that reads the sockets) cost
+        as much as the parsing itself (docs/benchmarks.md: the agent shape end to end went
+        from 70-96 k to 102-194 k points/s with one thread)."""
+        if self._parse_limiter is None:  # created on the event loop, by the first request
+            self._parse_limiter = CapacityLimiter(self.settings.parse_threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._parse_limiter)
 
     async def refresh_metadata_forever(self) -> None:
         while True:
@@ -213,7 +230,7 @@ class Intake:
     async def _submit(self, api: _Api, request: Request, org: str) -> Response:
         body = await self.read_body(request, api.limits)
         try:
-            parsed, point_messages = await run_in_threadpool(
+            parsed, point_messages = await self._parse_thread(
                 self._decode_and_parse, api, org, body, request.headers.get("content-encoding")
             )
         except PayloadError as exc:
@@ -291,7 +308,7 @@ class Intake:
         try:
             body = await self.read_body(request, V1_LIMITS)
             try:
-                parsed, sketch_messages = await run_in_threadpool(
+                parsed, sketch_messages = await self._parse_thread(
                     self._parse_distributions,
                     org,
                     body,

@@ -39,6 +39,12 @@ class IntakeSettings(CommonSettings):
     announce_cache_size: int = Field(
         default=1_000_000, ge=1, description="(series, index bucket) pairs remembered as announced"
     )
+    parse_threads: int = Field(
+        default=1,
+        ge=1,
+        description="worker threads that decode and parse request bodies (more only add "
+        "GIL contention: docs/intake.md)",
+    )
     identity_cache_size: int = Field(
         default=100_000,
         ge=1,

@@ -1,0 +1,72 @@
+"""bench.proc_cpu: CPU seconds of a process tree by component, from /proc."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.proc_cpu import component_name, cpu_delta, machine_busy, tree_cpu
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+_BURN = (
+    "import time\n"
+    "t = time.process_time()\n"
+    "while time.process_time() - t < 0.3:\n"
+    "    pass\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_childs_cpu_is_counted_under_its_name() -> None:
+    child = subprocess.Popen([sys.executable, "-c", _BURN])
+    try:
+        name = component_name(child.pid)
+        assert name == Path(sys.executable).name
+        deadline = time.monotonic() + 30
+        while tree_cpu(os.getpid()).get(name, 0.0) < 0.3:
+            assert time.monotonic() < deadline, "the child's CPU time never showed up"
+            time.sleep(0.05)
+        assert tree_cpu(child.pid)[name] >= 0.3  # a tree rooted at the child alone
+        assert tree_cpu(-1) == {}  # no such process
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_module_name_of_python_dash_m() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30  # until the child has exec'd (before: our argv)
+        while component_name(child.pid) != "http.server":
+            assert time.monotonic() < deadline, component_name(child.pid)
+            time.sleep(0.02)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_delta_is_per_component_largest_first() -> None:
+    before = {"intake": 1.0, "tansu": 2.0}
+    after = {"intake": 5.0, "tansu": 2.5, "query": 0.75}
+    assert list(cpu_delta(before, after).items()) == [
+        ("intake", 4.0),
+        ("query", 0.75),
+        ("tansu", 0.5),
+    ]
+
+
+def test_machine_busy_is_within_the_total() -> None:
+    sample = machine_busy()
+    assert sample is not None
+    busy, total = sample
+    assert 0 <= busy <= total
