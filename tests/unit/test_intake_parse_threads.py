@@ -13,9 +13,7 @@ from intake.settings import IntakeSettings
 
 
 def _peak_concurrency(parse_threads: int, requests: int) -> tuple[int, set[int]]:
-    intake = Intake(
-        IntakeSettings(kafka_bootstrap="127.0.0.1:1", parse_threads=parse_threads)
-    )
+    intake = Intake(IntakeSettings(kafka_bootstrap="127.0.0.1:1", parse_threads=parse_threads))
     lock = threading.Lock()
     running = 0
     peak = 0
