@@ -7,7 +7,7 @@ generator): the 10 ``cpu.usage_*`` metrics of each host, tagged like TSBS — ``
 what the Datadog agent sends each interval) and 100 series x 10 points (10 hosts).
 
 Each request goes through what intake does for it, in the same threads: in a worker thread
-(as ``run_in_threadpool``), decompression, parsing and validation
+(as intake's parse thread), decompression, parsing and validation
 (:func:`intake.typed_parse.parse_v2_body` / ``parse_v1_body``), the partition of each batch
 and its encoded points message; then in the main thread (the event loop's part), the
 series-announcement check (:class:`intake.series_tracker.SeriesTracker`) with the encoded
