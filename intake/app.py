@@ -51,8 +51,8 @@ from strata.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-# Decompressed body, org, window, identity cache -> the request's batches.
 _T = TypeVar("_T")
+# Decompressed body, org, window, identity cache -> the request's batches.
 Parser = Callable[[bytes, str, TimeWindow, SeriesIdentities], ParsedPayload]
 
 
