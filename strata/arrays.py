@@ -1,5 +1,6 @@
 """Small vectorised index helpers shared by the columnar kernels (sketches, codecs, intake
-and query): CSR offsets and concatenated ranges, without a Python loop per group."""
+and query): CSR offsets, concatenated ranges and per-group sums, without a Python loop per
+group."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ def ranges(starts: I64, lengths: I64) -> I64:
         return np.empty(0, dtype=np.int64)
     begin = exclusive_cumsum(lengths)[:-1]
     return np.arange(total, dtype=np.int64) + np.repeat(starts - begin, lengths)
+
+
+def part_sums(values: npt.NDArray[np.integer] | npt.NDArray[np.bool_], sizes: I64) -> I64:
+    """Sum of each consecutive part of ``sizes`` elements of ``values`` (bools count as 1):
+    one cumulative sum read at the group bounds."""
+    running = np.zeros(values.size + 1, dtype=np.int64)
+    np.cumsum(values, dtype=np.int64, out=running[1:])
+    return np.diff(running[exclusive_cumsum(sizes)])

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from strata.arrays import exclusive_cumsum, ranges
+from strata.arrays import exclusive_cumsum, part_sums, ranges
 from strata.codec import UnreadableMessage
 from strata.sketch import (
     F64,
@@ -358,8 +358,8 @@ def decode_batches(raws: Sequence[bytes]) -> SketchBatch:
     # Varints per batch: the terminator bytes in each batch's slice of the joined streams.
     key_sizes = np.array([h.spans[3][1] - h.spans[3][0] for h in layouts], dtype=np.int64)
     count_sizes = np.array([h.spans[4][1] - h.spans[4][0] for h in layouts], dtype=np.int64)
-    per_keys = _per_part(key_buf < 0x80, key_sizes)
-    per_counts = _per_part(count_buf < 0x80, count_sizes)
+    per_keys = part_sums(key_buf < 0x80, key_sizes)
+    per_counts = part_sums(count_buf < 0x80, count_sizes)
     key_at = exclusive_cumsum(per_keys)
     count_at = exclusive_cumsum(per_counts)
     # Each batch's key stream: pos_len[n], neg_len[n], P keys, N keys.
@@ -368,10 +368,11 @@ def decode_batches(raws: Sequence[bytes]) -> SketchBatch:
         return SketchBatch.concat([decode_batch(r) for r in raws])
     lens = raw_lens.astype(np.int64)
     row_at = exclusive_cumsum(n)[:-1]
-    pos_len = lens[ranges(exclusive_cumsum(2 * n)[:-1], n)]
-    neg_len = lens[ranges(exclusive_cumsum(2 * n)[:-1] + n, n)]
-    p = _sums(pos_len, n)
-    q = _sums(neg_len, n)
+    len_at = exclusive_cumsum(2 * n)[:-1]
+    pos_len = lens[ranges(len_at, n)]
+    neg_len = lens[ranges(len_at + n, n)]
+    p = part_sums(pos_len, n)
+    q = part_sums(neg_len, n)
     if not (np.array_equal(per_keys, 2 * n + p + q) and np.array_equal(per_counts, 2 * n + p + q)):
         return SketchBatch.concat([decode_batch(r) for r in raws])
     pos_keys = keys[ranges(key_at[:-1] + 2 * n, p)]
@@ -441,21 +442,6 @@ def _batch_layout(raw: bytes) -> _Layout | None:
     if counts[1] > counts[0] and raw[-1] >= 0x80:
         return None
     return _Layout(params, n, (sid, ts, stats, keys, counts))
-
-
-def _per_part(flags: npt.NDArray[np.bool_], sizes: I64) -> I64:
-    """How many of ``flags`` are set in each consecutive part of ``sizes`` elements."""
-    ends = np.cumsum(flags, dtype=np.int64)
-    bounds = exclusive_cumsum(sizes)
-    at = np.concatenate(([0], ends))[bounds]
-    return np.diff(at)
-
-
-def _sums(values: I64, sizes: I64) -> I64:
-    """Sum of each consecutive part of ``sizes`` elements of ``values``."""
-    return np.diff(
-        np.concatenate(([0], np.cumsum(values, dtype=np.int64)))[exclusive_cumsum(sizes)]
-    )
 
 
 # -- ddsketch protobuf --------------------------------------------------------------------

@@ -28,7 +28,7 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
-from strata.arrays import exclusive_cumsum, ranges
+from strata.arrays import exclusive_cumsum, part_sums, ranges
 from strata.sketch import Bins, SketchBatch, SketchError, SketchParams
 from strata.sketch_codec import (
     FLAG_FLOAT_COUNTS,
@@ -53,13 +53,6 @@ _LE_F64 = np.dtype("<f8")
 
 
 # -- small vectorised helpers --------------------------------------------------------------
-
-
-def _part_sums(values: I64, sizes: I64) -> I64:
-    """Sum of each consecutive part of ``sizes`` elements of ``values``."""
-    return np.diff(
-        np.concatenate(([0], np.cumsum(values, dtype=np.int64)))[exclusive_cumsum(sizes)]
-    )
 
 
 def _varint_sizes(z: U64) -> I64:
@@ -159,7 +152,7 @@ def encode_cells(batch: SketchBatch) -> tuple[I64, U8]:
     _per_row(seg_at, pl, nl, head, _key_deltas(batch.pos), _key_deltas(batch.neg), keys)
     key_sizes = _varint_sizes(keys)
     key_bytes = _varints(keys, key_sizes)
-    k_len = _part_sums(key_sizes, seg)  # bytes of each row's key stream
+    k_len = part_sums(key_sizes, seg)  # bytes of each row's key stream
     klen_sizes = _varint_sizes(k_len.astype(np.uint64))
     klen_bytes = _varints(k_len.astype(np.uint64), klen_sizes)
     # Counts per row: count, zero count, positive then negative bin counts; varints when
@@ -175,14 +168,14 @@ def encode_cells(batch: SketchBatch) -> tuple[I64, U8]:
         counts,
     )
     whole = (counts == np.floor(counts)) & (counts >= 0) & (counts < _EXACT_INT)
-    exact = _part_sums((~whole).astype(np.int64), seg) == 0
+    exact = part_sums(~whole, seg) == 0
     as_int = np.repeat(exact, seg)
     int_values = counts[as_int].astype(np.uint64)
     int_sizes = _varint_sizes(int_values)
     int_bytes = _varints(int_values, int_sizes)
     float_bytes = counts[~as_int].astype(_LE_F64).view(np.uint8)
     c_len = np.zeros(n, dtype=np.int64)
-    c_len[exact] = _part_sums(int_sizes, seg[exact])
+    c_len[exact] = part_sums(int_sizes, seg[exact])
     c_len[~exact] = 8 * seg[~exact]
     # Every piece of every cell lives in one source buffer; one gather assembles the cells.
     heads = b"".join(
@@ -302,7 +295,7 @@ def _decode_fast(offsets: I64, data: U8, sid: U64, ts: I64) -> SketchBatch:
         keys = _unvarints(key_buf)
     except ValueError:
         raise _Slow from None
-    per_row = _part_sums((key_buf < 0x80).astype(np.int64), k_len)
+    per_row = part_sums(key_buf < 0x80, k_len)
     key_at = exclusive_cumsum(per_row)[:-1]
     if (keys[key_at] > np.uint64(1 << 32)).any() or (keys[key_at + 1] > np.uint64(1 << 32)).any():
         raise _Slow
@@ -359,7 +352,7 @@ def _counts(data: U8, c_start: I64, end: I64, floats: npt.NDArray[np.bool_], seg
             values = _unvarints(buf)
         except ValueError:
             raise _Slow from None
-        if not np.array_equal(_part_sums((buf < 0x80).astype(np.int64), c_len[ints]), seg[ints]):
+        if not np.array_equal(part_sums(buf < 0x80, c_len[ints]), seg[ints]):
             raise _Slow
         if (values >= np.uint64(1 << 53)).any():
             raise _Slow

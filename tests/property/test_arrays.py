@@ -1,0 +1,38 @@
+"""strata.arrays against plain Python loops over random groups."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strata.arrays import exclusive_cumsum, part_sums, ranges
+
+_sizes = st.lists(st.integers(0, 6), max_size=20)
+
+
+@given(_sizes)
+def test_exclusive_cumsum(sizes: list[int]) -> None:
+    got = exclusive_cumsum(np.array(sizes, dtype=np.int64))
+    assert got.tolist() == [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+
+
+@given(st.lists(st.tuples(st.integers(-50, 50), st.integers(0, 6)), max_size=20))
+def test_ranges(pairs: list[tuple[int, int]]) -> None:
+    starts = np.array([s for s, _ in pairs], dtype=np.int64)
+    lengths = np.array([n for _, n in pairs], dtype=np.int64)
+    assert ranges(starts, lengths).tolist() == [i for s, n in pairs for i in range(s, s + n)]
+
+
+@given(_sizes, st.data())
+def test_part_sums_of_ints_and_of_flags(sizes: list[int], data: st.DataObject) -> None:
+    values = data.draw(st.lists(st.integers(-1000, 1000), min_size=sum(sizes), max_size=sum(sizes)))
+    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    want = [sum(values[a:b]) for a, b in pairwise(bounds)]
+    got = part_sums(np.array(values, dtype=np.int64), np.array(sizes, dtype=np.int64))
+    assert got.tolist() == want
+    flags = np.array(values, dtype=np.int64) > 0
+    want_flags = [sum(v > 0 for v in values[a:b]) for a, b in pairwise(bounds)]
+    assert part_sums(flags, np.array(sizes, dtype=np.int64)).tolist() == want_flags
