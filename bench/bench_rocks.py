@@ -9,7 +9,10 @@ Ingest is measured in two shapes, each timed until every point is folded into ho
 - catch-up: 1 h of every series per apply, clock at the end of the data (a lagging consumer);
 - live: one point of every series per apply (``--live-series``, default 10 000), the clock
   5 s behind each timestamp, for 2 h 10 min of data so the periodic folds of two closed
-  hours run inside the timed loop; apply (staging) and fold time are reported apart.
+  hours run inside the timed loop; apply (staging) and fold time are reported apart;
+- backfill: 12 h of past data of ``--backfill-series`` (default 1 000) series, 16 points of
+  every series per apply (what a client replaying history sends, and bench_peers' shape),
+  the clock running with wall time so the periodic folds happen as in the service.
 
 Run: ``python -m bench.bench_rocks [--seed N] [--series N] [--days N] [--live-series N]``.
 """
@@ -56,15 +59,21 @@ def ingest(
     *,
     start: int | None = None,
     lag: int | None = None,
+    wall_clock: bool = False,
 ) -> tuple[RocksStore, float, int]:
     """Apply ``per_apply`` timestamps of all series per batch (one record per timestamp),
     then fold everything; return the store, the seconds of the whole, and the points.
-    The clock stands at ``NOW`` or, with ``lag``, that many seconds after the latest
-    timestamp applied."""
+    The clock stands at ``NOW``, or with ``lag`` that many seconds after the latest
+    timestamp applied, or with ``wall_clock`` at ``NOW`` plus the seconds elapsed."""
     steps = values.shape[0]
     first = NOW - steps * STEP + 1 if start is None else start
     now = [float(NOW)]
-    store = RocksStore("bench", path, days + 1, clock=lambda: now[0])
+    began = time.perf_counter()
+
+    def clock() -> float:
+        return NOW + time.perf_counter() - began if wall_clock else now[0]
+
+    store = RocksStore("bench", path, days + 1, clock=clock)
     n = sids.size
     records = [
         Record(
@@ -135,6 +144,7 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=100)
     ap.add_argument("--days", type=int, default=15)
     ap.add_argument("--live-series", type=int, default=10_000)
+    ap.add_argument("--backfill-series", type=int, default=1_000)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     sids = np.sort(rng.integers(0, 2**63, args.series, dtype=np.uint64))
@@ -191,6 +201,24 @@ def main() -> None:
             f"  staging (apply without fold): {points / (secs - st.fold_seconds):12,.0f} "
             f"points/s; fold: {st.folded_points / st.fold_seconds:12,.0f} points/s "
             f"({st.folds} fold batches, {st.fold_seconds:.1f} s)"
+        )
+        store.close()
+        back = np.sort(rng.integers(0, 2**63, args.backfill_series, dtype=np.uint64))
+        store, secs, points = ingest(
+            tmp / "backfill",
+            back,
+            1,
+            walk(rng, 12 * 3600 // STEP, back.size, 2),
+            16,
+            start=NOW - 86400 + 1,
+            wall_clock=True,
+        )
+        st = store.stats
+        print(
+            f"ingest, 16 past points of each of {back.size:,} series per apply (backfill), "
+            f"incl. fold: {points / secs:12,.0f} points/s ({points:,} points, {secs:.1f} s; "
+            f"{st.direct_points:,} merged directly, {st.folded_points:,} staged and folded "
+            f"in {st.folds} fold batches)"
         )
         store.close()
         rw = walk(rng, 86400 // STEP, args.series, None)

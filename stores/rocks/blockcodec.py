@@ -138,6 +138,16 @@ def encode_blocks(ts: I64, value: F64, counts: I64, block_start: I64) -> list[by
     return _assemble(header, [(ts_bytes, ts_len), (v_bytes, v_len)])
 
 
+def block_sizes(frames: Sequence[bytes | None]) -> I64:
+    """Points held by each stored raw block (0 for ``None``), read from the headers only."""
+    out = np.zeros(len(frames), dtype=np.int64)
+    idx = [i for i, f in enumerate(frames) if f is not None]
+    if idx:
+        _, header, _, _ = _split([frames[i] for i in idx], RAW_HEADER, (KIND_RAW,))  # type: ignore[misc]
+        out[idx] = _read16(header, 2)
+    return out
+
+
 def decode_blocks(frames: Sequence[bytes], block_start: I64) -> Points:
     """Inverse of :func:`encode_blocks`; :class:`CorruptBlock` on anything unreadable."""
     try:

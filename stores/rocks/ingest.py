@@ -51,6 +51,13 @@ class Touched:
     def day_keys(self) -> list[bytes]:
         return layout.keys(layout.HOURS, self.day_sid, self.day_start)
 
+    def select(self, mask: npt.NDArray[np.bool_]) -> Touched:
+        """The blocks where ``mask`` is set, and the day records those touch."""
+        bs, bh = self.block_sid[mask], self.block_hour[mask]
+        day = bh - np.mod(bh, layout.DAY)
+        dfirst = _runs(bs, day)
+        return Touched(bs, bh, bs[dfirst], day[dfirst])
+
 
 def _runs(*cols: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
     """Start index of every run of equal rows in sorted columns."""
@@ -66,14 +73,23 @@ def _counts(starts: npt.NDArray[np.intp], n: int) -> I64:
 
 
 def touched(sid: U64, ts: I64) -> Touched:
+    return blocks_of(sid, ts)[0]
+
+
+def blocks_of(sid: U64, ts: I64) -> tuple[Touched, npt.NDArray[np.intp]]:
+    """The blocks and day records points touch, and each point's index in ``block_*``."""
     hour = ts - np.mod(ts, HOUR)
     order = np.lexsort((hour, sid))
     s, h = sid[order], hour[order]
     first = _runs(s, h)
+    starts = np.zeros(sid.size, dtype=np.intp)
+    starts[first] = 1
+    block = np.empty(sid.size, dtype=np.intp)
+    block[order] = np.cumsum(starts) - 1
     bs, bh = s[first], h[first]
     day = bh - np.mod(bh, layout.DAY)
     dfirst = _runs(bs, day)
-    return Touched(bs, bh, bs[dfirst], day[dfirst])
+    return Touched(bs, bh, bs[dfirst], day[dfirst]), block
 
 
 def _present(frames: Sequence[bytes | None]) -> tuple[npt.NDArray[np.intp], list[bytes]]:

@@ -168,12 +168,22 @@ class StagedPoints:
         """Ids of the chunks whose points all lie in hours starting before ``hour``."""
         return [cid for cid, c in self._chunks.items() if c.last_hour < hour]
 
-    def take(self, ids: Iterable[int]) -> Columns:
-        """All points of the chunks ``ids`` (left staged until :meth:`remove`)."""
+    def foldable(self, hour: int) -> list[int]:
+        """Ids of the chunks with points in hours starting before ``hour`` (all of them
+        or some: a batch can mix late points with points of the open hour)."""
+        return [cid for cid, hours in self._chunk_hours.items() if hours[0] < hour]
+
+    def _hours_of(self, gone: npt.NDArray[np.bool_], before: int | None) -> list[int]:
+        ids = np.flatnonzero(gone).tolist()
+        hours = {h for cid in ids for h in self._chunk_hours[cid]}
+        return sorted(h for h in hours if before is None or h < before)
+
+    def take(self, ids: Iterable[int], before: int | None = None) -> Columns:
+        """Points of the chunks ``ids`` in hours starting before ``before`` (all their
+        points with ``None``), left staged until :meth:`remove`."""
         gone = self._mask(ids)
-        hours = sorted({h for cid in np.flatnonzero(gone).tolist() for h in self._chunk_hours[cid]})
         parts = []
-        for h in hours:
+        for h in self._hours_of(gone, before):
             rows = self._hours[h].rows()
             mine = gone[rows.chunk]
             parts.append(rows if mine.all() else rows.select(mine))
@@ -182,18 +192,49 @@ class StagedPoints:
         rows = _Rows.concat(parts)
         return rows.sid, rows.ts, rows.value
 
-    def remove(self, ids: Iterable[int]) -> None:
-        gone = self._mask(ids)
-        removed = np.flatnonzero(gone).tolist()
-        hours = {h for cid in removed for h in self._chunk_hours[cid]}
+    def rest(self, ids: Iterable[int], hour: int) -> dict[int, Columns]:
+        """Per chunk of ``ids`` that has any, its points in hours starting at or after
+        ``hour``: what stays staged (and is rewritten as the chunk) after a fold of the
+        hours before it."""
+        keep = self._mask(ids)
+        kept = np.flatnonzero(keep).tolist()
+        hours = sorted({h for cid in kept for h in self._chunk_hours[cid] if h >= hour})
+        parts = []
         for h in hours:
+            rows = self._hours[h].rows()
+            parts.append(rows.select(keep[rows.chunk]))
+        if not parts:
+            return {}
+        rows = _Rows.concat(parts)
+        rows = rows.select(np.argsort(rows.chunk, kind="stable"))
+        cids, starts = np.unique(rows.chunk, return_index=True)
+        ends = [*starts[1:].tolist(), len(rows)]
+        return {
+            int(c): (rows.sid[a:b], rows.ts[a:b], rows.value[a:b])
+            for c, a, b in zip(cids.tolist(), starts.tolist(), ends, strict=True)
+        }
+
+    def remove(self, ids: Iterable[int], before: int | None = None) -> None:
+        """Drop the points :meth:`take` returned for the same arguments; a chunk left
+        without points is forgotten."""
+        gone = self._mask(ids)
+        dropped = np.zeros(gone.size, dtype=np.int64)
+        for h in self._hours_of(gone, before):
             block = self._hours[h]
+            dropped += np.bincount(block.rows().chunk, minlength=gone.size) * gone
             block.drop_chunks(gone)
             if not len(block):
                 del self._hours[h]
-        for cid in removed:
-            self.points -= self._chunks.pop(cid).points
-            del self._chunk_hours[cid]
+        for cid in np.flatnonzero(gone).tolist():
+            left = [h for h in self._chunk_hours[cid] if before is not None and h >= before]
+            chunk = self._chunks[cid]
+            if left:
+                self._chunks[cid] = Chunk(chunk.key, chunk.points - int(dropped[cid]), left[-1])
+                self._chunk_hours[cid] = left
+                self.points -= int(dropped[cid])
+            else:
+                self.points -= self._chunks.pop(cid).points
+                del self._chunk_hours[cid]
 
     def _mask(self, ids: Iterable[int]) -> npt.NDArray[np.bool_]:
         gone = np.zeros(self._next_id, dtype=bool)

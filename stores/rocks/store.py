@@ -9,15 +9,19 @@ key) together with the new applied offsets in one synced WriteBatch, and keep th
 batch or none of it, and a redelivered record is skipped by offset.
 
 Fold (consumer thread, from ``idle()`` and every ``fold_check_seconds`` during apply):
-chunks whose points all lie in hours that closed more than ``fold_delay_seconds`` ago are
-merged into the per-series hour blocks and rollups (read-modify-write with the conflict
-rule) and deleted, in one synced WriteBatch; so each block is normally encoded once, not
-once per batch. Everything is folded when more than ``staging_max_points`` are staged.
+staged points of hours that closed more than ``fold_delay_seconds`` ago are merged into the
+per-series hour blocks and rollups (read-modify-write with the conflict rule) and their
+chunks deleted (or rewritten with the points of later hours they also hold), in one synced
+WriteBatch; so each block is normally encoded once, not once per batch. Everything is
+folded when more than ``staging_max_points`` are staged.
 Readers resolve block points together with staged points, and compute the rollups of hours
 that have staged points from both, so a read never counts a point twice or misses one.
 
-Catch-up batches whose points lie in already closed hours and are dense (many points per
-touched block) skip staging and are merged straight into the blocks, as before.
+Points of already closed hours skip staging and are merged straight into their block when
+the batch brings that block at least as many points as it holds (and at least
+``DIRECT_MIN_POINTS``): a catch-up or a backfill. Each such merge at least doubles the
+block, so a block is re-encoded at most about twice its final size in total; blocks the
+batch adds only a few points to are staged and folded.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from stores.rocks import layout
-from stores.rocks.blockcodec import decode_blocks, decode_rollups
-from stores.rocks.ingest import merge, touched
+from stores.rocks.blockcodec import block_sizes, decode_blocks, decode_rollups
+from stores.rocks.ingest import Writes, blocks_of, merge, touched
 from stores.rocks.shards import DayShards
 from stores.rocks.stagecodec import STAGING_PREFIX, ChunkKey, decode_chunk, encode_chunk
 from stores.rocks.staging import StagedPoints
@@ -54,9 +58,10 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Columns = tuple[U64, I64, F64]
 
-#: a batch's closed-hour points go straight into blocks when they average at least this
-#: many points per touched block (catch-up); sparser ones (late points) are staged
-DIRECT_POINTS_PER_BLOCK = 8
+#: a batch's closed-hour points of a block go straight into it when they are at least this
+#: many and at least as many as the block holds; the others (late points, a block filled a
+#: few points at a time) are staged
+DIRECT_MIN_POINTS = 8
 #: a fold writes at most about this many points per WriteBatch (bounds its memory)
 FOLD_BATCH_POINTS = 4_000_000
 
@@ -196,7 +201,7 @@ class RocksStore(Store[PointBatch]):
             offsets[r.partition] = max(offsets.get(r.partition, 0), r.offset + 1)
         # A partition's first applied offset carries the completeness its first message set.
         puts = complete_puts(self._progress.take_complete(offsets))
-        writes: dict[int, list[tuple[bytes, bytes]]] = {}
+        writes: Writes = {}
         chunks: list[tuple[bytes, Columns]] = []
         if fresh:
             parts = [_concat([(b.sid, b.ts, b.value) for b in fresh[p]]) for p in fresh]
@@ -207,9 +212,8 @@ class RocksStore(Store[PointBatch]):
             if expired:
                 self.stats.expired_points += expired
                 sid, ts, value, owner = sid[keep], ts[keep], value[keep], owner[keep]
-            direct = self._direct(ts, sid, now)
+            direct, writes = self._merge_direct(sid, ts, value, now)
             if direct is not None:
-                writes = self._merge(sid[direct], ts[direct], value[direct])
                 self.stats.direct_points += int(np.count_nonzero(direct))
                 staged = ~direct
                 sid, ts, value, owner = sid[staged], ts[staged], value[staged], owner[staged]
@@ -238,28 +242,53 @@ class RocksStore(Store[PointBatch]):
         if now - self._last_retention >= self._check_every:
             self.run_retention()
 
-    def _direct(self, ts: I64, sid: U64, now: float) -> npt.NDArray[np.bool_] | None:
-        """Mask of the points to merge straight into blocks: those of closed hours, if
-        they are dense enough that a block re-encode is worth it; else ``None``."""
-        closed = ts < self._horizon(now)
-        n = int(np.count_nonzero(closed))
-        if n < DIRECT_POINTS_PER_BLOCK:
-            return None
-        blocks = touched(sid[closed], ts[closed]).block_sid.size
-        return closed if n >= DIRECT_POINTS_PER_BLOCK * blocks else None
+    def _merge_direct(
+        self, sid: U64, ts: I64, value: F64, now: float
+    ) -> tuple[npt.NDArray[np.bool_] | None, Writes]:
+        """Merge into their blocks the closed-hour points of the blocks this batch at least
+        doubles (see the module docstring); return the mask of those points (``None`` if
+        there are none) and the frames to write."""
+        closed = np.flatnonzero(ts < self._horizon(now))
+        if closed.size < DIRECT_MIN_POINTS:
+            return None, {}
+        t, block = blocks_of(sid[closed], ts[closed])
+        new = np.bincount(block, minlength=t.block_sid.size)
+        # Only blocks with enough new points are worth reading.
+        read = np.flatnonzero(new >= DIRECT_MIN_POINTS)
+        if not read.size:
+            return None, {}
+        frames = self._get_aligned(
+            layout.keys(layout.RAW, t.block_sid[read], t.block_hour[read]),
+            layout.day_of(t.block_hour[read]),
+        )
+        doubles = new[read] >= block_sizes(frames)
+        if not doubles.any():
+            return None, {}
+        pick = np.zeros(t.block_sid.size, dtype=bool)
+        pick[read[doubles]] = True
+        direct = np.zeros(sid.size, dtype=bool)
+        direct[closed[pick[block]]] = True
+        sub = t.select(pick)
+        old_days = self._get_aligned(sub.day_keys(), layout.day_of(sub.day_start))
+        old_blocks = [f for f, d in zip(frames, doubles.tolist(), strict=True) if d]
+        return direct, merge(sub, sid[direct], ts[direct], value[direct], old_blocks, old_days)
 
     def fold(self, *, everything: bool = False) -> int:
-        """Fold staged chunks into blocks and rollups (all of them with ``everything``,
+        """Fold staged points into blocks and rollups (all of them with ``everything``,
         else those of hours closed for ``fold_delay_seconds``); return the points folded.
         Each group of chunks is moved in one synced WriteBatch that writes the blocks and
         rollups and deletes the chunks, so a crash leaves either form, never both or none.
+        A chunk that also holds points of later hours (late points that came in one batch
+        with current ones) is rewritten in that WriteBatch with just those points, under
+        the same key, rather than waiting for its last hour to close.
         """
         t0 = time.perf_counter()
         now = self._clock()
         self._last_fold = now
+        before = None if everything else self._horizon(now)
         with self.shards.lock:
             chunks = self.staged.chunks()
-            ids = list(chunks) if everything else self.staged.closed_before(self._horizon(now))
+            ids = list(chunks) if before is None else self.staged.foldable(before)
         ids.sort(key=lambda c: (chunks[c].last_hour, c))
         groups: list[list[int]] = []
         size = FOLD_BATCH_POINTS
@@ -273,15 +302,18 @@ class RocksStore(Store[PointBatch]):
         folded = 0
         for group in groups:
             with self.shards.lock:
-                sid, ts, value = self.staged.take(group)
+                sid, ts, value = self.staged.take(group, before)
+                rest = {} if before is None else self.staged.rest(group, before)
             keep = layout.day_of(ts) >= cutoff
             if not keep.all():
                 self.stats.expired_points += int(keep.size - np.count_nonzero(keep))
                 sid, ts, value = sid[keep], ts[keep], value[keep]
             writes = self._merge(sid, ts, value) if sid.size else {}
+            rewrites = {chunks[c].key: encode_chunk(*cols) for c, cols in rest.items()}
+            deletes = [chunks[c].key for c in group if c not in rest]
             with self.shards.lock:  # readers see the blocks and the chunks change together
-                self.shards.write(writes, {}, [chunks[c].key for c in group])
-                self.staged.remove(group)
+                self.shards.write(writes, rewrites, deletes)
+                self.staged.remove(group, before)
             folded += int(sid.size)
             self.stats.folds += 1
         self.stats.folded_points += folded
@@ -290,7 +322,7 @@ class RocksStore(Store[PointBatch]):
             self.stats.fold_seconds += time.perf_counter() - t0
         return folded
 
-    def _merge(self, sid: U64, ts: I64, value: F64) -> dict[int, list[tuple[bytes, bytes]]]:
+    def _merge(self, sid: U64, ts: I64, value: F64) -> Writes:
         t = touched(sid, ts)
         old_blocks = self._get_aligned(t.block_keys(), layout.day_of(t.block_hour))
         old_days = self._get_aligned(t.day_keys(), layout.day_of(t.day_start))

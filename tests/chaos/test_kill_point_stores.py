@@ -78,7 +78,7 @@ FLOWING_WINDOW = 1.0  # a kill "lands while data flows" if a 202 came this recen
 HOUR = 3600
 CYCLE = 12  # requests: 0 dense late, 6-10 sparse late, the rest points around now
 SPARSE_RUN = range(6, 11)  # five in a row: some rocks batch holds sparse points only
-DENSE_LATE = 20  # per series: >= 8 per block, so rocks merges them into blocks directly
+DENSE_LATE = 20  # per series: >= 8 per block, rocks merges them directly while that doubles it
 SPARSE_LATE = 2  # per series: rocks stages them, then folds them
 # A scheduled archive compaction that wrote something (stores/archive/service.py logs it).
 COMPACTED = re.compile(rb"scheduled compaction: CompactionReport\(.*outputs=[1-9]")

@@ -96,6 +96,16 @@ class StagingMachine(RuleBasedStateMachine):
         sid, hour, vals = d
         self._apply(partition, [(sid, hour * 3600 + 7 * i, v) for i, v in enumerate(vals)])
 
+    @rule(partition=st.integers(0, 1), d=dense, points=st.lists(point, max_size=6))
+    def apply_mixed(
+        self, partition: int, d: tuple[int, int, list[float]], points: list[tuple[int, int, float]]
+    ) -> None:
+        """One record: a dense run for one block (direct if it doubles the block) and a few
+        points elsewhere (staged)."""
+        sid, hour, vals = d
+        run = [(sid, hour * 3600 + 5 + 11 * i, v) for i, v in enumerate(vals)]
+        self._apply(partition, run + points)
+
     @precondition(lambda self: bool(self.records))
     @rule(data=st.data())
     def redeliver(self, data: st.DataObject) -> None:
@@ -110,6 +120,10 @@ class StagingMachine(RuleBasedStateMachine):
     @rule()
     def fold_closed(self) -> None:
         self.store.fold()
+        # Nothing of an hour closed for the fold delay stays staged, even in a chunk that
+        # also holds points of later hours (that chunk is rewritten with those alone).
+        t = int(self.now[0]) - 600
+        assert self.store.staged.foldable(t - t % 3600) == []
 
     @rule()
     def fold_everything(self) -> None:

@@ -140,3 +140,49 @@ def test_dense_points_of_closed_hours_go_straight_to_blocks(tmp_path: Path) -> N
     assert store.stats.direct_points == 20 and store.staged.points == 0
     assert store.read_raw(np.array([1], np.uint64), HOUR0, HOUR0 + 3600)[1].tolist() == ts
     store.close()
+
+
+def test_closed_hour_points_go_direct_only_into_blocks_the_batch_doubles(tmp_path: Path) -> None:
+    """A backfill sending 10 points of a series at a time: the first two batches of a
+    block are merged straight in (0 -> 10 -> 20 points), the third (10 < 20) is staged;
+    a block the same batch brings fewer than 8 points is staged too."""
+    store = RocksStore("points", tmp_path, 30, clock=lambda: float(HOUR0 + 86400))
+    one = np.array([1], np.uint64)
+    for i in range(3):
+        ts = [HOUR0 + 10 * (10 * i + k) for k in range(10)]
+        store.apply([_rec(i, [1] * 10 + [2] * 3, ts + ts[:3], [float(i + 1)] * 13)])
+    assert store.stats.direct_points == 20
+    assert store.staged.points == 10 + 3 * 3
+    raw = store.read_raw(one, HOUR0, HOUR0 + 3599)
+    assert raw[1].tolist() == [HOUR0 + 10 * k for k in range(30)]
+    assert raw[2].tolist() == [1.0] * 10 + [2.0] * 10 + [3.0] * 10
+    assert store.read_rollups(np.array([1, 2], np.uint64), HOUR0, HOUR0, 3600).count.tolist() == [
+        30,
+        9,
+    ]
+    assert store.fold(everything=True) == 19
+    assert store.read_raw(one, HOUR0, HOUR0 + 3599)[2].tolist() == raw[2].tolist()
+    store.close()
+
+
+def test_a_chunk_mixing_late_and_current_points_folds_its_closed_hours(tmp_path: Path) -> None:
+    """One batch with a point of a closed hour and one of the open hour: the fold moves
+    the closed one into its block and rewrites the chunk with the open one alone, which
+    is what a restart finds."""
+    now = [float(HOUR0 + 2 * 3600 + 700)]  # HOUR0 closed for > 600 s, HOUR0 + 2 h open
+    store = RocksStore("points", tmp_path, 30, fold_delay_seconds=600, clock=lambda: now[0])
+    ids = np.array([1], np.uint64)
+    store.apply([_rec(0, [1, 1], [HOUR0 + 5, HOUR0 + 7200 + 5], [4.0, 5.0])])
+    assert store.staged.points == 2 and len(store.staged) == 1
+    assert store.fold() == 1
+    assert store.staged.points == 1 and len(store.staged) == 1
+    assert store.read_raw(ids, HOUR0, HOUR0 + 3 * 3600)[2].tolist() == [4.0, 5.0]
+    store.close()
+    again = RocksStore("points", tmp_path, 30, fold_delay_seconds=600, clock=lambda: now[0])
+    assert again.staged.points == 1
+    assert again.staged.take(again.staged.chunks())[1].tolist() == [HOUR0 + 7200 + 5]
+    assert again.read_rollups(ids, HOUR0, HOUR0 + 7200, 3600).count.tolist() == [1, 1]
+    now[0] += 3600
+    assert again.fold() == 1 and again.staged.points == 0 and len(again.staged) == 0
+    assert again.read_raw(ids, HOUR0, HOUR0 + 3 * 3600)[2].tolist() == [4.0, 5.0]
+    again.close()
