@@ -132,12 +132,9 @@ def _resolved_table(
     )
 
 
-def merge_points(tables: Sequence[pa.Table]) -> pa.Table:
-    """Union of points tables, re-sorted, duplicates resolved by the conflict rule."""
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return POINTS_SCHEMA.empty_table()
-    t = pa.concat_tables([normalize_points(x) for x in tables]).combine_chunks()
+def org_metric_ranks(t: pa.Table) -> tuple[list[tuple[str, str]], npt.NDArray[np.int32]]:
+    """The distinct (org, metric) keys of a table's rows, sorted, and each row's index in
+    them: what orders merged output by (org, metric) with one sort of the keys, not rows."""
     org = t["org"].combine_chunks().cast(pa.string()).dictionary_encode()
     metric = t["metric"].combine_chunks().cast(pa.string()).dictionary_encode()
     orgs, metrics = org.dictionary.to_pylist(), metric.dictionary.to_pylist()
@@ -145,13 +142,22 @@ def merge_points(tables: Sequence[pa.Table]) -> pa.Table:
     pair = org.indices.to_numpy().astype(np.int64) * width + metric.indices.to_numpy()
     uniq, inverse = np.unique(pair, return_inverse=True)
     keys = [(orgs[u // width], metrics[u % width]) for u in uniq.tolist()]
-    # Rank keys lexicographically so the output is sorted by (org, metric).
     order = sorted(range(len(keys)), key=lambda i: keys[i])
     rank = np.empty(len(keys), dtype=np.int32)
     rank[order] = np.arange(len(keys), dtype=np.int32)
+    return [keys[i] for i in order], rank[inverse]
+
+
+def merge_points(tables: Sequence[pa.Table]) -> pa.Table:
+    """Union of points tables, re-sorted, duplicates resolved by the conflict rule."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return POINTS_SCHEMA.empty_table()
+    t = pa.concat_tables([normalize_points(x) for x in tables]).combine_chunks()
+    keys, codes = org_metric_ranks(t)
     return _resolved_table(
-        [keys[i] for i in order],
-        rank[inverse],
+        keys,
+        codes,
         t.column("sid").to_numpy(),
         t.column("ts").to_numpy(),
         t.column("value").to_numpy(),

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stores.archive.parquet_io import SKETCHES_FORMAT, UnreadableObject
+from stores.archive.parquet_io import SKETCHES_FORMAT, UnreadableObject, org_metric_ranks
 from stores.archive.sketch_column import decode_cells, encode_cells
 from strata.codec import SketchMessage
 from strata.sketch import SketchBatch, SketchParams
@@ -151,18 +151,8 @@ def keyed_rows(tables: Sequence[pa.Table], params: SketchParams) -> Keyed:
     if not tables:
         return Keyed([], np.empty(0, np.int32), SketchBatch.empty(params))
     t = pa.concat_tables([_normalize(x) for x in tables]).combine_chunks()
-    org = t["org"].combine_chunks().cast(pa.string()).dictionary_encode()
-    metric = t["metric"].combine_chunks().cast(pa.string()).dictionary_encode()
-    orgs, metrics = org.dictionary.to_pylist(), metric.dictionary.to_pylist()
-    width = max(1, len(metrics))
-    pair = org.indices.to_numpy().astype(np.int64) * width + metric.indices.to_numpy()
-    uniq, inverse = np.unique(pair, return_inverse=True)
-    keys = [(orgs[u // width], metrics[u % width]) for u in uniq.tolist()]
-    order = sorted(range(len(keys)), key=lambda i: keys[i])
-    rank = np.empty(len(keys), dtype=np.int32)
-    rank[order] = np.arange(len(keys), dtype=np.int32)
-    sorted_keys = [keys[i] for i in order]
-    return Keyed.merged(sorted_keys, rank[inverse], table_sketches(t, params))
+    sorted_keys, codes = org_metric_ranks(t)
+    return Keyed.merged(sorted_keys, codes, table_sketches(t, params))
 
 
 def merge_sketch_tables(
