@@ -164,10 +164,6 @@ class StagedPoints:
     def chunks(self) -> dict[int, Chunk]:
         return dict(self._chunks)
 
-    def closed_before(self, hour: int) -> list[int]:
-        """Ids of the chunks whose points all lie in hours starting before ``hour``."""
-        return [cid for cid, c in self._chunks.items() if c.last_hour < hour]
-
     def foldable(self, hour: int) -> list[int]:
         """Ids of the chunks with points in hours starting before ``hour`` (all of them
         or some: a batch can mix late points with points of the open hour)."""

@@ -79,14 +79,28 @@ def test_staged_points_take_and_remove_whole_chunks() -> None:
     sid = np.array([2, 1, 2], np.uint64)
     a = staged.add(b"a", sid, np.array([HOUR0, HOUR0 + 1, HOUR0 + 3600]), np.ones(3))
     b = staged.add(b"b", sid[:1], np.array([HOUR0 + 2]), np.full(1, 2.0))
-    assert staged.points == 4 and staged.closed_before(HOUR0 + 3600) == [b]
-    assert staged.closed_before(HOUR0 + 7200) == [a, b]
+    assert staged.points == 4 and staged.foldable(HOUR0) == []
+    assert staged.foldable(HOUR0 + 3600) == [a, b]  # a only in part
     got = staged.read(np.array([2], np.uint64), HOUR0, HOUR0 + 7200)
     assert sorted(got[1].tolist()) == [HOUR0, HOUR0 + 2, HOUR0 + 3600]
     assert sorted(staged.take([a])[1].tolist()) == [HOUR0, HOUR0 + 1, HOUR0 + 3600]
     staged.remove([a])
     assert staged.points == 1 and list(staged.chunks()) == [b]
     assert staged.read(np.array([1, 2], np.uint64), 0, 2**40)[1].tolist() == [HOUR0 + 2]
+
+
+def test_staged_points_take_and_remove_the_closed_part_of_a_chunk() -> None:
+    staged = StagedPoints()
+    sid = np.array([2, 1, 2], np.uint64)
+    a = staged.add(b"a", sid, np.array([HOUR0, HOUR0 + 1, HOUR0 + 3600]), np.arange(3.0))
+    h = HOUR0 + 3600
+    assert sorted(staged.take([a], h)[1].tolist()) == [HOUR0, HOUR0 + 1]
+    rest = staged.rest([a], h)
+    assert list(rest) == [a] and rest[a][1].tolist() == [h] and rest[a][2].tolist() == [2.0]
+    staged.remove([a], h)
+    assert staged.points == 1 and staged.foldable(h) == []
+    assert staged.chunks()[a].points == 1 and staged.chunks()[a].last_hour == h
+    assert staged.read(np.array([1, 2], np.uint64), 0, 2**40)[1].tolist() == [h]
 
 
 def _rec(offset: int, sid: list[int], ts: list[int], value: list[float]) -> Record[PointBatch]:
