@@ -43,7 +43,9 @@ points_st = st.lists(
 @st.composite
 def tiers_st(draw: st.DrawFn) -> dict[str, FakeTier]:
     arch_hi = T0 + draw(offsets)
-    rocks_lo = draw(st.integers(T0, arch_hi + 1))
+    # Rocks starts at most right after the archive ends, and no later than the span's end
+    # (an archive covering the whole span left it empty: hi < lo).
+    rocks_lo = draw(st.integers(T0, min(arch_hi + 1, T0 + SPAN)))
     ram_lo = draw(st.integers(rocks_lo, T0 + SPAN))
     tiers = {
         "archive": FakeTier((T0, arch_hi)),
