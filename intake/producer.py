@@ -1,9 +1,10 @@
 """Kafka producer wrapper: awaitable, all-or-nothing acknowledgement of a request's messages.
 
-confluent_kafka delivery callbacks run on a poll thread and resolve asyncio futures on the
-event loop. :meth:`ReliableProducer.produce_all` returns only once the broker acknowledged
-every message (``acks=all``, idempotence on) and raises :class:`BrokerUnavailable` when it
-cannot within ``timeout`` seconds, when the local queue is full, or when a delivery fails.
+confluent_kafka delivery callbacks run on a poll thread; they count a request's
+acknowledgements and resolve its asyncio future on the event loop once.
+:meth:`ReliableProducer.produce_all` returns only once the broker acknowledged every message
+(``acks=all``, idempotence on) and raises :class:`BrokerUnavailable` when it cannot within
+``timeout`` seconds, when the local queue is full, or when a delivery fails.
 
 A producer that failed a delivery or reported a fatal error is never trusted again: after a
 broker restart its idempotence state (producer id, sequence numbers) may be unknown to the
@@ -20,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -69,16 +69,31 @@ def _settle(fut: asyncio.Future[None], err: KafkaError | None) -> None:
         fut.set_exception(_DeliveryFailed(err))
 
 
-def _on_delivery(
-    loop: asyncio.AbstractEventLoop,
-    fut: asyncio.Future[None],
-    err: KafkaError | None,
-    _msg: Any,
-) -> None:
-    # Runs on the poll thread.
-    # RuntimeError: the loop closed during shutdown and nobody waits any more.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_settle, fut, err)
+class _Acks:
+    """The delivery callback of one request's messages (runs on the poll thread, which
+    serves every callback of a producer, so the count needs no lock). The request's future
+    is settled once, by the last acknowledgement or the first failure: one event-loop
+    wake-up per request instead of one per message."""
+
+    __slots__ = ("_fut", "_left", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None], n: int):
+        self._loop = loop
+        self._fut = fut
+        self._left = n
+
+    def __call__(self, err: KafkaError | None, _msg: Any) -> None:
+        if self._left <= 0:  # a failure already settled the request
+            return
+        if err is None:
+            self._left -= 1
+            if self._left:
+                return
+        else:
+            self._left = 0
+        # RuntimeError: the loop closed during shutdown and nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_settle, self._fut, err)
 
 
 class _Generation:
@@ -182,18 +197,13 @@ class ReliableProducer:
     async def _produce_all(self, messages: Sequence[OutMessage]) -> None:
         loop = asyncio.get_running_loop()
         gen = self._producer()
-        futures: list[asyncio.Future[None]] = []
+        done: asyncio.Future[None] = loop.create_future()
+        acks = _Acks(loop, done, len(messages))
         try:
             for m in messages:
-                fut: asyncio.Future[None] = loop.create_future()
-                futures.append(fut)
                 try:
                     gen.producer.produce(
-                        m.topic,
-                        m.value,
-                        m.key,
-                        partition=m.partition,
-                        on_delivery=partial(_on_delivery, loop, fut),
+                        m.topic, m.value, m.key, partition=m.partition, on_delivery=acks
                     )
                 except BufferError:
                     raise BrokerUnavailable(
@@ -204,7 +214,7 @@ class ReliableProducer:
                     raise BrokerUnavailable(f"produce failed: {exc}", "produce_failed") from None
             try:
                 async with asyncio.timeout(self._timeout):
-                    await asyncio.gather(*futures)
+                    await done
             except TimeoutError:
                 self._retire(gen, "acknowledgement timeout")
                 raise BrokerUnavailable(
@@ -214,8 +224,7 @@ class ReliableProducer:
                 self._retire(gen, f"delivery failed: {exc}")
                 raise BrokerUnavailable(f"delivery failed: {exc}", "delivery_failed") from None
         finally:
-            for fut in futures:
-                fut.cancel()  # no-op on settled ones; silences the rest
+            done.cancel()  # no-op once settled; silences a late settle
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (up to ``timeout``), then stop."""
