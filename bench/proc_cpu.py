@@ -27,7 +27,8 @@ def _stat(pid: int) -> tuple[int, float] | None:
 
 
 def component_name(pid: int) -> str:
-    """``python -m stores.rocks`` -> ``stores.rocks``; other programs: the executable's name."""
+    """``python -m stores.rocks`` -> ``stores.rocks``; other programs: the executable's name
+    (``valkey-server``, also once valkey has rewritten its process title)."""
     try:
         argv = (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -35,7 +36,9 @@ def component_name(pid: int) -> str:
     args = [a.decode(errors="replace") for a in argv if a]
     if "-m" in args[:-1]:
         return args[args.index("-m") + 1]
-    return Path(args[0]).name if args else f"pid {pid}"
+    # Up to the first space: valkey rewrites its argv into one process title,
+    # "valkey-server 127.0.0.1:PORT", which would make a new name per port.
+    return Path(args[0]).name.split(" ")[0] if args else f"pid {pid}"
 
 
 def tree_cpu(root: int) -> dict[str, float]:

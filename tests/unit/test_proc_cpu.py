@@ -57,6 +57,27 @@ def test_module_name_of_python_dash_m() -> None:
         child.wait()
 
 
+def test_valkey_is_named_after_its_program_once_it_rewrote_its_title(tmp_path: Path) -> None:
+    from strata.servers import free_port, valkey_binary
+
+    argv = [str(valkey_binary()), "--port", str(free_port()), "--bind", "127.0.0.1"]
+    child = subprocess.Popen(
+        [*argv, "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30  # until it set its title "valkey-server 127.0.0.1:P"
+        cmdline = Path(f"/proc/{child.pid}/cmdline")
+        while b" " not in cmdline.read_bytes():
+            assert time.monotonic() < deadline, cmdline.read_bytes()
+            time.sleep(0.02)
+        assert component_name(child.pid) == "valkey-server"
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_delta_is_per_component_largest_first() -> None:
     before = {"intake": 1.0, "tansu": 2.0}
     after = {"intake": 5.0, "tansu": 2.5, "query": 0.75}
