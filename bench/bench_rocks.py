@@ -4,7 +4,7 @@ on disk, and read latency for 100 series.
 Workloads: "gauge" = TSBS-like cpu values (clamped random walk, 2 decimals) every 10 s;
 "random walk" = full-precision float random walk every 10 s.
 
-Ingest is measured in two shapes, each timed until every point is folded into hour blocks
+Ingest is measured in three shapes, each timed until every point is folded into hour blocks
 (a final ``fold(everything=True)`` is inside the timing):
 - catch-up: 1 h of every series per apply, clock at the end of the data (a lagging consumer);
 - live: one point of every series per apply (``--live-series``, default 10 000), the clock
@@ -14,7 +14,8 @@ Ingest is measured in two shapes, each timed until every point is folded into ho
   every series per apply (what a client replaying history sends, and bench_peers' shape),
   the clock running with wall time so the periodic folds happen as in the service.
 
-Run: ``python -m bench.bench_rocks [--seed N] [--series N] [--days N] [--live-series N]``.
+Run: ``python -m bench.bench_rocks [--seed N] [--series N] [--days N] [--live-series N]
+[--backfill-series N]``.
 """
 
 from __future__ import annotations
@@ -203,6 +204,15 @@ def main() -> None:
             f"({st.folds} fold batches, {st.fold_seconds:.1f} s)"
         )
         store.close()
+        rw = walk(rng, 86400 // STEP, args.series, None)
+        store, secs, points = ingest(tmp / "rw", sids, 1, rw, 360)
+        b_frame, b_raw, b_all = disk(store, tmp / "rw", tmp / "rw-raw", points)
+        print(
+            f"random-walk float bytes/point: {b_frame:.2f} encoded, {b_raw:.2f} raw on disk, "
+            f"{b_all:.2f} incl. rollups"
+        )
+        store.close()
+        # Last, so the figures above keep the random streams they had before it.
         back = np.sort(rng.integers(0, 2**63, args.backfill_series, dtype=np.uint64))
         store, secs, points = ingest(
             tmp / "backfill",
@@ -219,14 +229,6 @@ def main() -> None:
             f"incl. fold: {points / secs:12,.0f} points/s ({points:,} points, {secs:.1f} s; "
             f"{st.direct_points:,} merged directly, {st.folded_points:,} staged and folded "
             f"in {st.folds} fold batches)"
-        )
-        store.close()
-        rw = walk(rng, 86400 // STEP, args.series, None)
-        store, secs, points = ingest(tmp / "rw", sids, 1, rw, 360)
-        b_frame, b_raw, b_all = disk(store, tmp / "rw", tmp / "rw-raw", points)
-        print(
-            f"random-walk float bytes/point: {b_frame:.2f} encoded, {b_raw:.2f} raw on disk, "
-            f"{b_all:.2f} incl. rollups"
         )
         store.close()
 
