@@ -57,6 +57,8 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Columns = tuple[U64, I64, F64]
+#: stored frames read from one day shard: (frames, their sids, their hour or day starts)
+_Frames = tuple[list[bytes], U64, I64]
 
 #: a batch's closed-hour points of a block go straight into it when they are at least this
 #: many and at least as many as the block holds; the others (late points, a block filled a
@@ -377,28 +379,28 @@ class RocksStore(Store[PointBatch]):
         days = [d for d in self.shards.days() if start // layout.DAY <= d <= end // layout.DAY]
         return start, end, days
 
-    def _blocks(self, ksid: U64, khour: I64, start: int, end: int) -> list[Columns]:
-        """Points with ``start <= ts <= end`` of the stored blocks (ksid, khour) (absent
-        blocks skipped), one part per day. Caller holds the shard lock."""
-        parts: list[Columns] = []
+    def _fetch(self, ksid: U64, khour: I64) -> list[_Frames]:
+        """The stored blocks (ksid, khour) (absent ones skipped), one part per day. Caller
+        holds the shard lock; decoding the frames (:func:`_decode_blocks`) does not need it."""
+        parts: list[_Frames] = []
         days = layout.day_of(khour)
         for day in np.unique(days).tolist():
             sel = np.flatnonzero(days == day)
             got = self.shards.get_many(day, layout.keys(layout.RAW, ksid[sel], khour[sel]))
             idx = [i for i, f in enumerate(got) if f is not None]
-            if not idx:
-                continue
-            pts = decode_blocks([got[i] for i in idx], khour[sel][idx])  # type: ignore[misc]
-            psid = np.repeat(ksid[sel][idx], pts.counts)
-            m = (pts.ts >= start) & (pts.ts <= end)
-            parts.append((psid[m], pts.ts[m], pts.value[m]))
+            if idx:
+                frames: list[bytes] = [got[i] for i in idx]  # type: ignore[misc]
+                parts.append((frames, ksid[sel][idx], khour[sel][idx]))
         return parts
 
     def read_raw(self, sids: U64, start: int, end: int) -> Columns:
         """Resolved points of ``sids`` in ``[start, end]`` sorted by (sid, ts): block
-        points and staged points together, duplicates resolved by the conflict rule."""
+        points and staged points together, duplicates resolved by the conflict rule.
+        The frames and staged points are taken under the shard lock (one consistent view
+        against a fold); they are decoded after it, so concurrent reads do not queue for
+        each other's decoding."""
         wanted = np.unique(sids)
-        parts: list[Columns] = []
+        fetched: list[_Frames] = []
         with self.shards.lock:
             start, end, days = self._window(start, end)
             if wanted.size and start <= end:
@@ -407,10 +409,11 @@ class RocksStore(Store[PointBatch]):
                         max(start, day * layout.DAY), min(end, (day + 1) * layout.DAY - 1), HOUR
                     )
                     ksid, khour = np.repeat(wanted, hours.size), np.tile(hours, wanted.size)
-                    parts += self._blocks(ksid, khour, start, end)
+                    fetched += self._fetch(ksid, khour)
                 staged = self.staged.read(wanted, start, end)
             else:
                 staged = _empty_columns()
+        parts = _decode_blocks(fetched, start, end)
         if staged[0].size:
             return resolve(*_concat([*parts, staged]))
         sid, ts, value = _concat(parts)
@@ -425,8 +428,9 @@ class RocksStore(Store[PointBatch]):
             raise ValueError(f"no stored rollups at {step}s")
         wanted = np.unique(sids)
         kind, span = (layout.MINUTES, HOUR) if step == MINUTE else (layout.HOURS, layout.DAY)
-        parts: list[Rollups] = []
-        with self.shards.lock:
+        records: list[_Frames] = []
+        fetched: list[_Frames] = []
+        with self.shards.lock:  # frames and staged points in one view; decoded after it
             start, end, days = self._window(start, end)
             if not wanted.size or start > end:
                 return Rollups.empty()
@@ -436,29 +440,34 @@ class RocksStore(Store[PointBatch]):
                 ksid, kbase = np.repeat(wanted, bases.size), np.tile(bases, wanted.size)
                 got = self.shards.get_many(day, layout.keys(kind, ksid, kbase))
                 idx = [i for i, f in enumerate(got) if f is not None]
-                if not idx:
-                    continue
-                rows = decode_rollups([got[i] for i in idx], kbase[idx])  # type: ignore[misc]
-                rsid = np.repeat(ksid[idx], rows.counts)
-                m = (rows.bucket >= start) & (rows.bucket <= end)
-                parts.append(
-                    Rollups(
-                        rsid[m],
-                        rows.bucket[m],
-                        rows.count[m],
-                        rows.sum[m],
-                        rows.min[m],
-                        rows.max[m],
-                        rows.last[m],
-                        rows.last_ts[m],
-                    )
-                )
+                if idx:
+                    frames: list[bytes] = [got[i] for i in idx]  # type: ignore[misc]
+                    records.append((frames, ksid[idx], kbase[idx]))
             # Every bucket in [start, end] lies in an hour in [first, last + 1 h).
             first, last = start - start % HOUR, end - end % HOUR
             staged = self.staged.read(wanted, first, last + HOUR - 1)
             if staged[0].size:
                 ssid, shour = _pairs(staged[0], staged[1] - np.mod(staged[1], HOUR))
-                pts = resolve(*_concat([*self._blocks(ssid, shour, first, last + HOUR), staged]))
+                fetched = self._fetch(ssid, shour)
+        parts: list[Rollups] = []
+        for frames, fsid, fbase in records:
+            rows = decode_rollups(frames, fbase)
+            rsid = np.repeat(fsid, rows.counts)
+            m = (rows.bucket >= start) & (rows.bucket <= end)
+            parts.append(
+                Rollups(
+                    rsid[m],
+                    rows.bucket[m],
+                    rows.count[m],
+                    rows.sum[m],
+                    rows.min[m],
+                    rows.max[m],
+                    rows.last[m],
+                    rows.last_ts[m],
+                )
+            )
+        if staged[0].size:
+            pts = resolve(*_concat([*_decode_blocks(fetched, first, last + HOUR), staged]))
         parts = [p for p in parts if len(p)]
         if staged[0].size:
             # Stored rows of those (series, hour)s miss the staged points: replace them.
@@ -474,6 +483,17 @@ class RocksStore(Store[PointBatch]):
 
 
 _FIELDS = ("sid", "bucket", "count", "sum", "min", "max", "last", "last_ts")
+
+
+def _decode_blocks(fetched: Sequence[_Frames], start: int, end: int) -> list[Columns]:
+    """Points with ``start <= ts <= end`` of fetched raw blocks, one part per fetch."""
+    parts: list[Columns] = []
+    for frames, fsid, fhour in fetched:
+        pts = decode_blocks(frames, fhour)
+        psid = np.repeat(fsid, pts.counts)
+        m = (pts.ts >= start) & (pts.ts <= end)
+        parts.append((psid[m], pts.ts[m], pts.value[m]))
+    return parts
 
 
 def _select(r: Rollups, idx: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Rollups:
