@@ -379,18 +379,19 @@ class RocksStore(Store[PointBatch]):
         days = [d for d in self.shards.days() if start // layout.DAY <= d <= end // layout.DAY]
         return start, end, days
 
-    def _fetch(self, ksid: U64, khour: I64) -> list[_Frames]:
-        """The stored blocks (ksid, khour) (absent ones skipped), one part per day. Caller
-        holds the shard lock; decoding the frames (:func:`_decode_blocks`) does not need it."""
+    def _fetch(self, kind: bytes, ksid: U64, kbase: I64) -> list[_Frames]:
+        """The stored frames of ``kind`` (raw blocks or rollup records) of (ksid, kbase),
+        absent ones skipped, one part per day. Caller holds the shard lock; decoding the
+        frames does not need it."""
         parts: list[_Frames] = []
-        days = layout.day_of(khour)
+        days = layout.day_of(kbase)
         for day in np.unique(days).tolist():
             sel = np.flatnonzero(days == day)
-            got = self.shards.get_many(day, layout.keys(layout.RAW, ksid[sel], khour[sel]))
+            got = self.shards.get_many(day, layout.keys(kind, ksid[sel], kbase[sel]))
             idx = [i for i, f in enumerate(got) if f is not None]
             if idx:
                 frames: list[bytes] = [got[i] for i in idx]  # type: ignore[misc]
-                parts.append((frames, ksid[sel][idx], khour[sel][idx]))
+                parts.append((frames, ksid[sel][idx], kbase[sel][idx]))
         return parts
 
     def read_raw(self, sids: U64, start: int, end: int) -> Columns:
@@ -409,7 +410,7 @@ class RocksStore(Store[PointBatch]):
                         max(start, day * layout.DAY), min(end, (day + 1) * layout.DAY - 1), HOUR
                     )
                     ksid, khour = np.repeat(wanted, hours.size), np.tile(hours, wanted.size)
-                    fetched += self._fetch(ksid, khour)
+                    fetched += self._fetch(layout.RAW, ksid, khour)
                 staged = self.staged.read(wanted, start, end)
             else:
                 staged = _empty_columns()
@@ -438,17 +439,13 @@ class RocksStore(Store[PointBatch]):
                 lo, hi = max(start, day * layout.DAY), min(end, (day + 1) * layout.DAY - 1)
                 bases = _starts(lo, hi, span)
                 ksid, kbase = np.repeat(wanted, bases.size), np.tile(bases, wanted.size)
-                got = self.shards.get_many(day, layout.keys(kind, ksid, kbase))
-                idx = [i for i, f in enumerate(got) if f is not None]
-                if idx:
-                    frames: list[bytes] = [got[i] for i in idx]  # type: ignore[misc]
-                    records.append((frames, ksid[idx], kbase[idx]))
+                records += self._fetch(kind, ksid, kbase)
             # Every bucket in [start, end] lies in an hour in [first, last + 1 h).
             first, last = start - start % HOUR, end - end % HOUR
             staged = self.staged.read(wanted, first, last + HOUR - 1)
             if staged[0].size:
                 ssid, shour = _pairs(staged[0], staged[1] - np.mod(staged[1], HOUR))
-                fetched = self._fetch(ssid, shour)
+                fetched = self._fetch(layout.RAW, ssid, shour)
         parts: list[Rollups] = []
         for frames, fsid, fbase in records:
             rows = decode_rollups(frames, fbase)
