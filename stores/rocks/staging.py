@@ -14,6 +14,7 @@ The caller serialises access (the rocks store holds its shard lock).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,12 +76,13 @@ class _Rows:
 class _Hour:
     """Staged rows with ``start <= ts < start + 1 h``."""
 
-    __slots__ = ("_pending", "_pending_rows", "_sorted")
+    __slots__ = ("_pending", "_pending_rows", "_sorted", "last_added")
 
     def __init__(self) -> None:
         self._sorted = _Rows.empty()  # sorted by sid
         self._pending: list[_Rows] = []
         self._pending_rows = 0
+        self.last_added = 0.0  # when rows were last appended (the caller's clock)
 
     def __len__(self) -> int:
         return len(self._sorted) + self._pending_rows
@@ -145,8 +147,8 @@ class StagedPoints:
     def __len__(self) -> int:
         return len(self._chunks)
 
-    def add(self, key: bytes, sid: U64, ts: I64, value: F64) -> int:
-        """Stage one chunk's points (non-empty); return its id."""
+    def add(self, key: bytes, sid: U64, ts: I64, value: F64, at: float = 0.0) -> int:
+        """Stage one chunk's points (non-empty) at time ``at``; return its id."""
         cid = self._next_id
         self._next_id += 1
         hour = ts - np.mod(ts, HOUR)
@@ -155,7 +157,9 @@ class StagedPoints:
         rows = _Rows(sid, ts, value, chunk)
         for i, h in enumerate(starts.tolist()):
             part = rows if starts.size == 1 else rows.select(which == i)
-            self._hours.setdefault(h, _Hour()).append(part)
+            staged = self._hours.setdefault(h, _Hour())
+            staged.append(part)
+            staged.last_added = max(staged.last_added, at)
         self._chunks[cid] = Chunk(key, int(sid.size), int(starts[-1]))
         self._chunk_hours[cid] = [int(h) for h in starts.tolist()]
         self.points += int(sid.size)
@@ -164,22 +168,26 @@ class StagedPoints:
     def chunks(self) -> dict[int, Chunk]:
         return dict(self._chunks)
 
-    def foldable(self, hour: int) -> list[int]:
-        """Ids of the chunks with points in hours starting before ``hour`` (all of them
-        or some: a batch can mix late points with points of the open hour)."""
-        return [cid for cid, hours in self._chunk_hours.items() if hours[0] < hour]
+    def hours(self) -> dict[int, tuple[int, float]]:
+        """Per staged hour (its start): how many points it holds, and when it last got some."""
+        return {h: (len(rows), rows.last_added) for h, rows in self._hours.items()}
 
-    def _hours_of(self, gone: npt.NDArray[np.bool_], before: int | None) -> list[int]:
+    def foldable(self, hours: AbstractSet[int]) -> list[int]:
+        """Ids of the chunks with points in any of ``hours`` (all their points or some: a
+        batch can mix late points with points of the open hour)."""
+        return [cid for cid, held in self._chunk_hours.items() if not hours.isdisjoint(held)]
+
+    def _hours_of(self, gone: npt.NDArray[np.bool_], hours: AbstractSet[int] | None) -> list[int]:
         ids = np.flatnonzero(gone).tolist()
-        hours = {h for cid in ids for h in self._chunk_hours[cid]}
-        return sorted(h for h in hours if before is None or h < before)
+        held = {h for cid in ids for h in self._chunk_hours[cid]}
+        return sorted(held if hours is None else held & hours)
 
-    def take(self, ids: Iterable[int], before: int | None = None) -> Columns:
-        """Points of the chunks ``ids`` in hours starting before ``before`` (all their
-        points with ``None``), left staged until :meth:`remove`."""
+    def take(self, ids: Iterable[int], hours: AbstractSet[int] | None = None) -> Columns:
+        """Points of the chunks ``ids`` in ``hours`` (all their points with ``None``), left
+        staged until :meth:`remove`."""
         gone = self._mask(ids)
         parts = []
-        for h in self._hours_of(gone, before):
+        for h in self._hours_of(gone, hours):
             rows = self._hours[h].rows()
             mine = gone[rows.chunk]
             parts.append(rows if mine.all() else rows.select(mine))
@@ -188,15 +196,14 @@ class StagedPoints:
         rows = _Rows.concat(parts)
         return rows.sid, rows.ts, rows.value
 
-    def rest(self, ids: Iterable[int], hour: int) -> dict[int, Columns]:
-        """Per chunk of ``ids`` that has any, its points in hours starting at or after
-        ``hour``: what stays staged (and is rewritten as the chunk) after a fold of the
-        hours before it."""
+    def rest(self, ids: Iterable[int], hours: AbstractSet[int]) -> dict[int, Columns]:
+        """Per chunk of ``ids`` that has any, its points in hours other than ``hours``: what
+        stays staged (and is rewritten as the chunk) after a fold of ``hours``."""
         keep = self._mask(ids)
         kept = np.flatnonzero(keep).tolist()
-        hours = sorted({h for cid in kept for h in self._chunk_hours[cid] if h >= hour})
+        others = sorted({h for cid in kept for h in self._chunk_hours[cid]} - hours)
         parts = []
-        for h in hours:
+        for h in others:
             rows = self._hours[h].rows()
             parts.append(rows.select(keep[rows.chunk]))
         if not parts:
@@ -210,19 +217,19 @@ class StagedPoints:
             for c, a, b in zip(cids.tolist(), starts.tolist(), ends, strict=True)
         }
 
-    def remove(self, ids: Iterable[int], before: int | None = None) -> None:
+    def remove(self, ids: Iterable[int], hours: AbstractSet[int] | None = None) -> None:
         """Drop the points :meth:`take` returned for the same arguments; a chunk left
         without points is forgotten."""
         gone = self._mask(ids)
         dropped = np.zeros(gone.size, dtype=np.int64)
-        for h in self._hours_of(gone, before):
+        for h in self._hours_of(gone, hours):
             block = self._hours[h]
             dropped += np.bincount(block.rows().chunk, minlength=gone.size) * gone
             block.drop_chunks(gone)
             if not len(block):
                 del self._hours[h]
         for cid in np.flatnonzero(gone).tolist():
-            left = [h for h in self._chunk_hours[cid] if before is not None and h >= before]
+            left = [] if hours is None else [h for h in self._chunk_hours[cid] if h not in hours]
             chunk = self._chunks[cid]
             if left:
                 self._chunks[cid] = Chunk(chunk.key, chunk.points - int(dropped[cid]), left[-1])

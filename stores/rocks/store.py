@@ -11,9 +11,13 @@ batch or none of it, and a redelivered record is skipped by offset.
 Fold (consumer thread, from ``idle()`` and every ``fold_check_seconds`` during apply):
 staged points of hours that closed more than ``fold_delay_seconds`` ago are merged into the
 per-series hour blocks and rollups (read-modify-write with the conflict rule) and their
-chunks deleted (or rewritten with the points of later hours they also hold), in one synced
-WriteBatch; so each block is normally encoded once, not once per batch. Everything is
-folded when more than ``staging_max_points`` are staged.
+chunks deleted (or rewritten with the points of other hours they also hold), in one synced
+WriteBatch; so each block is normally encoded once, not once per batch. An hour this
+process already folded points into is folded again only once its staged points are at least
+as many (each such fold at least doubles its blocks on average, so a backfill or catch-up
+arriving a few points per series per batch re-encodes them a bounded number of times, not
+once per check), or once none has come for ``fold_delay_seconds`` (the late points stopped).
+Everything is folded when more than ``staging_max_points`` are staged.
 Readers resolve block points together with staged points, and compute the rollups of hours
 that have staged points from both, so a read never counts a point twice or misses one.
 
@@ -129,6 +133,9 @@ class RocksStore(Store[PointBatch]):
         self.staged = StagedPoints()
         self._last_retention = 0.0
         self._last_fold = clock()
+        # Points folded into each hour by this process (hour start -> count): what a later
+        # fold of that hour must at least match (a restart forgets it: one early fold).
+        self._folded: dict[int, int] = {}
         self._load_staging()
         self.run_retention()
 
@@ -138,7 +145,7 @@ class RocksStore(Store[PointBatch]):
             for key, frame in scan_prefix(self.shards.db, STAGING_PREFIX):
                 sid, ts, value = decode_chunk(bytes(frame))
                 if sid.size:
-                    self.staged.add(bytes(key), sid, ts, value)
+                    self.staged.add(bytes(key), sid, ts, value, self._clock())
         self._staged_gauges()
         if len(self.staged):
             log.info("rocks: %d staged points in %d chunks", self.staged.points, len(self.staged))
@@ -234,7 +241,7 @@ class RocksStore(Store[PointBatch]):
         if chunks:
             with self.shards.lock:
                 for key, cols in chunks:
-                    self.staged.add(key, *cols)
+                    self.staged.add(key, *cols, now)
             self._staged_gauges()
         self._progress.applied(offsets)
         if self.staged.points > self._staging_max:
@@ -287,10 +294,10 @@ class RocksStore(Store[PointBatch]):
         t0 = time.perf_counter()
         now = self._clock()
         self._last_fold = now
-        before = None if everything else self._horizon(now)
         with self.shards.lock:
             chunks = self.staged.chunks()
-            ids = list(chunks) if before is None else self.staged.foldable(before)
+            hours = None if everything else self._due(self.staged.hours(), now)
+            ids = list(chunks) if hours is None else self.staged.foldable(hours)
         ids.sort(key=lambda c: (chunks[c].last_hour, c))
         groups: list[list[int]] = []
         size = FOLD_BATCH_POINTS
@@ -304,8 +311,8 @@ class RocksStore(Store[PointBatch]):
         folded = 0
         for group in groups:
             with self.shards.lock:
-                sid, ts, value = self.staged.take(group, before)
-                rest = {} if before is None else self.staged.rest(group, before)
+                sid, ts, value = self.staged.take(group, hours)
+                rest = {} if hours is None else self.staged.rest(group, hours)
             keep = layout.day_of(ts) >= cutoff
             if not keep.all():
                 self.stats.expired_points += int(keep.size - np.count_nonzero(keep))
@@ -315,7 +322,10 @@ class RocksStore(Store[PointBatch]):
             deletes = [chunks[c].key for c in group if c not in rest]
             with self.shards.lock:  # readers see the blocks and the chunks change together
                 self.shards.write(writes, rewrites, deletes)
-                self.staged.remove(group, before)
+                self.staged.remove(group, hours)
+            starts, counts = np.unique(ts - ts % HOUR, return_counts=True)
+            for h, n in zip(starts.tolist(), counts.tolist(), strict=True):
+                self._folded[h] = self._folded.get(h, 0) + n
             folded += int(sid.size)
             self.stats.folds += 1
         self.stats.folded_points += folded
@@ -323,6 +333,25 @@ class RocksStore(Store[PointBatch]):
         if groups:
             self.stats.fold_seconds += time.perf_counter() - t0
         return folded
+
+    def folded(self, hour: int) -> int:
+        """Points this process has folded into the hour starting at ``hour``."""
+        return self._folded.get(hour, 0)
+
+    def _due(self, staged: dict[int, tuple[int, float]], now: float) -> set[int]:
+        """The staged hours a fold at ``now`` takes (the rule in the module docstring)."""
+        horizon = self._horizon(now)
+        due = set()
+        for h, (points, last_added) in staged.items():
+            if h >= horizon:
+                continue
+            if points >= self.folded(h) or now - last_added >= self._fold_delay:
+                due.add(h)
+        # Forget hours nothing can be staged for any more (older than the retention).
+        oldest = layout.oldest_kept_day(int(now), self._retention) * layout.DAY
+        for h in [h for h in self._folded if h < oldest]:
+            del self._folded[h]
+        return due
 
     def _merge(self, sid: U64, ts: I64, value: F64) -> Writes:
         t = touched(sid, ts)

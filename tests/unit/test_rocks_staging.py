@@ -79,8 +79,9 @@ def test_staged_points_take_and_remove_whole_chunks() -> None:
     sid = np.array([2, 1, 2], np.uint64)
     a = staged.add(b"a", sid, np.array([HOUR0, HOUR0 + 1, HOUR0 + 3600]), np.ones(3))
     b = staged.add(b"b", sid[:1], np.array([HOUR0 + 2]), np.full(1, 2.0))
-    assert staged.points == 4 and staged.foldable(HOUR0) == []
-    assert staged.foldable(HOUR0 + 3600) == [a, b]  # a only in part
+    assert staged.points == 4 and staged.foldable({HOUR0 - 3600}) == []
+    assert staged.foldable({HOUR0}) == [a, b]  # a only in part
+    assert staged.foldable({HOUR0 + 3600}) == [a]
     got = staged.read(np.array([2], np.uint64), HOUR0, HOUR0 + 7200)
     assert sorted(got[1].tolist()) == [HOUR0, HOUR0 + 2, HOUR0 + 3600]
     assert sorted(staged.take([a])[1].tolist()) == [HOUR0, HOUR0 + 1, HOUR0 + 3600]
@@ -94,13 +95,30 @@ def test_staged_points_take_and_remove_the_closed_part_of_a_chunk() -> None:
     sid = np.array([2, 1, 2], np.uint64)
     a = staged.add(b"a", sid, np.array([HOUR0, HOUR0 + 1, HOUR0 + 3600]), np.arange(3.0))
     h = HOUR0 + 3600
-    assert sorted(staged.take([a], h)[1].tolist()) == [HOUR0, HOUR0 + 1]
-    rest = staged.rest([a], h)
+    assert sorted(staged.take([a], {HOUR0})[1].tolist()) == [HOUR0, HOUR0 + 1]
+    rest = staged.rest([a], {HOUR0})
     assert list(rest) == [a] and rest[a][1].tolist() == [h] and rest[a][2].tolist() == [2.0]
-    staged.remove([a], h)
-    assert staged.points == 1 and staged.foldable(h) == []
+    staged.remove([a], {HOUR0})
+    assert staged.points == 1 and staged.foldable({HOUR0}) == []
     assert staged.chunks()[a].points == 1 and staged.chunks()[a].last_hour == h
     assert staged.read(np.array([1, 2], np.uint64), 0, 2**40)[1].tolist() == [h]
+
+
+def test_staged_points_fold_any_set_of_hours() -> None:
+    """A chunk over three hours gives up its middle one: the others stay, and the hours
+    report how many points each holds and when it last got some."""
+    staged = StagedPoints()
+    ts = np.array([HOUR0 + 1, HOUR0 + 3601, HOUR0 + 7201, HOUR0 + 7202])
+    a = staged.add(b"a", np.array([1, 1, 1, 2], np.uint64), ts, np.arange(4.0), at=5.0)
+    staged.add(b"b", np.array([3], np.uint64), ts[2:3], np.ones(1), at=9.0)
+    assert staged.hours() == {HOUR0: (1, 5.0), HOUR0 + 3600: (1, 5.0), HOUR0 + 7200: (3, 9.0)}
+    assert staged.take([a], {HOUR0 + 3600})[1].tolist() == [HOUR0 + 3601]
+    rest = staged.rest([a], {HOUR0 + 3600})
+    assert sorted(rest[a][1].tolist()) == [HOUR0 + 1, HOUR0 + 7201, HOUR0 + 7202]
+    staged.remove([a], {HOUR0 + 3600})
+    assert staged.points == 4 and staged.chunks()[a].points == 3
+    assert staged.hours() == {HOUR0: (1, 5.0), HOUR0 + 7200: (3, 9.0)}
+    assert staged.foldable({HOUR0 + 3600}) == [] and staged.foldable({HOUR0}) == [a]
 
 
 def _rec(offset: int, sid: list[int], ts: list[int], value: list[float]) -> Record[PointBatch]:
@@ -176,6 +194,63 @@ def test_closed_hour_points_go_direct_only_into_blocks_the_batch_doubles(tmp_pat
     ]
     assert store.fold(everything=True) == 19
     assert store.read_raw(one, HOUR0, HOUR0 + 3599)[2].tolist() == raw[2].tolist()
+    store.close()
+
+
+def test_a_closed_hour_is_folded_again_once_its_staged_points_match_the_folded_ones(
+    tmp_path: Path,
+) -> None:
+    """A backfill into a closed hour, a few points per series per batch: the first fold
+    takes them all; later ones wait until the staged points are at least as many as those
+    already folded into the hour (so its blocks are re-encoded a bounded number of times),
+    or until none came for the fold delay. A restart forgets the folded count."""
+    now = [float(HOUR0 + 2 * 3600 + 700)]  # HOUR0 closed for > 600 s
+    ids = np.array([1, 2, 3], np.uint64)
+
+    def open_store() -> RocksStore:
+        return RocksStore(
+            "points",
+            tmp_path,
+            30,
+            fold_delay_seconds=600,
+            fold_check_seconds=1e9,
+            clock=lambda: now[0],
+        )
+
+    store = open_store()
+    step = iter(range(1000))
+
+    def send(n: int) -> None:
+        k = next(step)
+        store.apply(
+            [
+                _rec(
+                    k,
+                    [1 + i % 3 for i in range(n)],
+                    [HOUR0 + 10 * k + i for i in range(n)],
+                    [float(k)] * n,
+                )
+            ]
+        )
+
+    send(3)
+    assert store.fold() == 3  # nothing folded into HOUR0 yet
+    send(2)
+    assert store.fold() == 0 and store.staged.points == 2  # 2 < 3 folded
+    send(1)
+    assert store.fold() == 3 and store.staged.points == 0  # 3 >= 3
+    send(2)
+    now[0] += 599
+    assert store.fold() == 0
+    now[0] += 1
+    assert store.fold() == 2  # none staged for the fold delay
+    send(1)
+    raw = store.read_raw(ids, HOUR0, HOUR0 + 3599)
+    assert raw[1].size == 9 and store.staged.points == 1
+    store.close()
+    store = open_store()
+    assert store.fold() == 1 and store.staged.points == 0  # the count was forgotten
+    assert store.read_raw(ids, HOUR0, HOUR0 + 3599)[1].tolist() == raw[1].tolist()
     store.close()
 
 
