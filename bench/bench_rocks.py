@@ -12,10 +12,16 @@ Ingest is measured in three shapes, each timed until every point is folded into 
   hours run inside the timed loop; apply (staging) and fold time are reported apart;
 - backfill: 12 h of past data of ``--backfill-series`` (default 1 000) series, 16 points of
   every series per apply (what a client replaying history sends, and bench_peers' shape),
-  the clock running with wall time so the periodic folds happen as in the service.
+  the clock running with wall time so the periodic folds happen as in the service;
+- late trickle: 2 h of past (closed-hour) data of ``--trickle-series`` (default 10 000)
+  series, one point of every series per apply, wall clock, fold checks every second, so
+  each check finds only a few new points per series in hours already folded into (a
+  consumer catching up on old data at a few points per series per batch; the service's
+  10-s checks at 40 000 series see the same ratio). The fold count printed shows whether
+  the store re-encodes those hours' blocks at every check.
 
 Run: ``python -m bench.bench_rocks [--seed N] [--series N] [--days N] [--live-series N]
-[--backfill-series N]``.
+[--backfill-series N] [--trickle-series N]``.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ def ingest(
     start: int | None = None,
     lag: int | None = None,
     wall_clock: bool = False,
+    fold_check_seconds: float = 10.0,
 ) -> tuple[RocksStore, float, int]:
     """Apply ``per_apply`` timestamps of all series per batch (one record per timestamp),
     then fold everything; return the store, the seconds of the whole, and the points.
@@ -74,7 +81,7 @@ def ingest(
     def clock() -> float:
         return NOW + time.perf_counter() - began if wall_clock else now[0]
 
-    store = RocksStore("bench", path, days + 1, clock=clock)
+    store = RocksStore("bench", path, days + 1, fold_check_seconds=fold_check_seconds, clock=clock)
     n = sids.size
     records = [
         Record(
@@ -146,6 +153,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=15)
     ap.add_argument("--live-series", type=int, default=10_000)
     ap.add_argument("--backfill-series", type=int, default=1_000)
+    ap.add_argument("--trickle-series", type=int, default=10_000)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     sids = np.sort(rng.integers(0, 2**63, args.series, dtype=np.uint64))
@@ -229,6 +237,24 @@ def main() -> None:
             f"incl. fold: {points / secs:12,.0f} points/s ({points:,} points, {secs:.1f} s; "
             f"{st.direct_points:,} merged directly, {st.folded_points:,} staged and folded "
             f"in {st.folds} fold batches)"
+        )
+        store.close()
+        late = np.sort(rng.integers(0, 2**63, args.trickle_series, dtype=np.uint64))
+        store, secs, points = ingest(
+            tmp / "trickle",
+            late,
+            1,
+            walk(rng, 2 * 3600 // STEP, late.size, 2),
+            1,
+            start=NOW - 86400 + 1,
+            wall_clock=True,
+            fold_check_seconds=1.0,
+        )
+        st = store.stats
+        print(
+            f"ingest, 1 past point of each of {late.size:,} series per apply, folds checked "
+            f"every 1 s (late trickle), incl. fold: {points / secs:12,.0f} points/s "
+            f"({points:,} points, {secs:.1f} s; {st.folds} fold batches)"
         )
         store.close()
 
