@@ -34,8 +34,8 @@ class RocksSettings(StoreSettings):
         ge=0,
         description="staged points are folded into hour blocks once their hour has been "
         "closed this long (late points mostly arrive before, so blocks are written once); "
-        "an hour already folded into is folded again once its staged points are as many as "
-        "those folded, or none came for this long",
+        "an hour already folded into after it closed is folded again once its staged "
+        "points are as many as those folded, or its oldest staged point waited this long",
     )
     fold_check_seconds: float = Field(
         default=10.0, gt=0, description="how often apply looks for staged chunks to fold"

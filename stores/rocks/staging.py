@@ -76,13 +76,15 @@ class _Rows:
 class _Hour:
     """Staged rows with ``start <= ts < start + 1 h``."""
 
-    __slots__ = ("_pending", "_pending_rows", "_sorted", "last_added")
+    __slots__ = ("_pending", "_pending_rows", "_sorted", "first_added")
 
-    def __init__(self) -> None:
+    def __init__(self, at: float) -> None:
         self._sorted = _Rows.empty()  # sorted by sid
         self._pending: list[_Rows] = []
         self._pending_rows = 0
-        self.last_added = 0.0  # when rows were last appended (the caller's clock)
+        # When its oldest rows came (the caller's clock): the hour is dropped once a fold
+        # empties it, so this is how long its staged points have waited.
+        self.first_added = at
 
     def __len__(self) -> int:
         return len(self._sorted) + self._pending_rows
@@ -157,9 +159,10 @@ class StagedPoints:
         rows = _Rows(sid, ts, value, chunk)
         for i, h in enumerate(starts.tolist()):
             part = rows if starts.size == 1 else rows.select(which == i)
-            staged = self._hours.setdefault(h, _Hour())
+            staged = self._hours.get(h)
+            if staged is None:
+                staged = self._hours[h] = _Hour(at)
             staged.append(part)
-            staged.last_added = max(staged.last_added, at)
         self._chunks[cid] = Chunk(key, int(sid.size), int(starts[-1]))
         self._chunk_hours[cid] = [int(h) for h in starts.tolist()]
         self.points += int(sid.size)
@@ -169,8 +172,9 @@ class StagedPoints:
         return dict(self._chunks)
 
     def hours(self) -> dict[int, tuple[int, float]]:
-        """Per staged hour (its start): how many points it holds, and when it last got some."""
-        return {h: (len(rows), rows.last_added) for h, rows in self._hours.items()}
+        """Per staged hour (its start): how many points it holds, and since when it has held
+        some (when its oldest staged points came)."""
+        return {h: (len(rows), rows.first_added) for h, rows in self._hours.items()}
 
     def foldable(self, hours: AbstractSet[int]) -> list[int]:
         """Ids of the chunks with points in any of ``hours`` (all their points or some: a

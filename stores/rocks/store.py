@@ -13,13 +13,17 @@ staged points of hours that closed more than ``fold_delay_seconds`` ago are merg
 per-series hour blocks and rollups (read-modify-write with the conflict rule) and their
 chunks deleted (or rewritten with the points of other hours they also hold), in one synced
 WriteBatch; so each block is normally encoded once, not once per batch. An hour this
-process already folded points into is folded again only once its staged points are at least
-as many (each such fold at least doubles its blocks on average, so a backfill or catch-up
-arriving a few points per series per batch re-encodes them a bounded number of times, not
-once per check), or once none has come for ``fold_delay_seconds`` (the late points stopped).
-Everything is folded when more than ``staging_max_points`` are staged.
+process already folded points into after it closed (by a fold or a direct merge, below) is
+folded again only once its staged points are at least as many (each such fold at least
+doubles its blocks on average, so a backfill or catch-up arriving a few points per series
+per batch re-encodes them a bounded number of times, not once per check), or once its
+oldest staged point has waited ``fold_delay_seconds`` (so a steady trickle is folded every
+fold delay, and no point waits for longer than about two delays after its hour closed).
+Everything is folded when more than ``staging_max_points`` are staged (or the topic
+changed); what that folds of hours not yet closed for the delay does not count as folded.
 Readers resolve block points together with staged points, and compute the rollups of hours
-that have staged points from both, so a read never counts a point twice or misses one.
+that have staged points from both (from their raw blocks, not their rollup records), so a
+read never counts a point twice or misses one.
 
 Points of already closed hours skip staging and are merged straight into their block when
 the batch brings that block at least as many points as it holds (and at least
@@ -211,6 +215,7 @@ class RocksStore(Store[PointBatch]):
         # A partition's first applied offset carries the completeness its first message set.
         puts = complete_puts(self._progress.take_complete(offsets))
         writes: Writes = {}
+        direct_ts: I64 | None = None
         chunks: list[tuple[bytes, Columns]] = []
         if fresh:
             parts = [_concat([(b.sid, b.ts, b.value) for b in fresh[p]]) for p in fresh]
@@ -224,6 +229,7 @@ class RocksStore(Store[PointBatch]):
             direct, writes = self._merge_direct(sid, ts, value, now)
             if direct is not None:
                 self.stats.direct_points += int(np.count_nonzero(direct))
+                direct_ts = ts[direct]
                 staged = ~direct
                 sid, ts, value, owner = sid[staged], ts[staged], value[staged], owner[staged]
             for i, p in enumerate(fresh):
@@ -238,6 +244,8 @@ class RocksStore(Store[PointBatch]):
             puts[key] = encode_chunk(*cols)
         if writes or puts:
             self.shards.write(writes, puts)
+        if direct_ts is not None:
+            self._count_folded(direct_ts, now)
         if chunks:
             with self.shards.lock:
                 for key, cols in chunks:
@@ -323,9 +331,7 @@ class RocksStore(Store[PointBatch]):
             with self.shards.lock:  # readers see the blocks and the chunks change together
                 self.shards.write(writes, rewrites, deletes)
                 self.staged.remove(group, hours)
-            starts, counts = np.unique(ts - ts % HOUR, return_counts=True)
-            for h, n in zip(starts.tolist(), counts.tolist(), strict=True):
-                self._folded[h] = self._folded.get(h, 0) + n
+            self._count_folded(ts, now)
             folded += int(sid.size)
             self.stats.folds += 1
         self.stats.folded_points += folded
@@ -338,20 +344,25 @@ class RocksStore(Store[PointBatch]):
         """Points this process has folded into the hour starting at ``hour``."""
         return self._folded.get(hour, 0)
 
+    def _count_folded(self, ts: I64, now: float) -> None:
+        """Add points moved into their blocks to the folded counts of their hours, if those
+        closed ``fold_delay_seconds`` ago. (An open hour folded early by an overflow must
+        still be folded once at the delay: its blocks are not final, and counting it would
+        hold its remaining points back until they outnumbered the early ones.)"""
+        closed = ts[ts < self._horizon(now)]
+        if closed.size:
+            starts, counts = np.unique(closed - closed % HOUR, return_counts=True)
+            for h, n in zip(starts.tolist(), counts.tolist(), strict=True):
+                self._folded[h] = self._folded.get(h, 0) + n
+
     def _due(self, staged: dict[int, tuple[int, float]], now: float) -> set[int]:
         """The staged hours a fold at ``now`` takes (the rule in the module docstring)."""
         horizon = self._horizon(now)
-        due = set()
-        for h, (points, last_added) in staged.items():
-            if h >= horizon:
-                continue
-            if points >= self.folded(h) or now - last_added >= self._fold_delay:
-                due.add(h)
-        # Forget hours nothing can be staged for any more (older than the retention).
-        oldest = layout.oldest_kept_day(int(now), self._retention) * layout.DAY
-        for h in [h for h in self._folded if h < oldest]:
-            del self._folded[h]
-        return due
+        return {
+            h
+            for h, (points, since) in staged.items()
+            if h < horizon and (points >= self.folded(h) or now - since >= self._fold_delay)
+        }
 
     def _merge(self, sid: U64, ts: I64, value: F64) -> Writes:
         t = touched(sid, ts)
@@ -383,8 +394,12 @@ class RocksStore(Store[PointBatch]):
         """Drop day shards older than the retention; return the dropped days."""
         now = self._clock()
         self._last_retention = now
-        dropped = self.shards.drop_before(layout.oldest_kept_day(int(now), self._retention))
+        oldest = layout.oldest_kept_day(int(now), self._retention)
+        dropped = self.shards.drop_before(oldest)
         self.stats.dropped_shards += len(dropped)
+        # Forget the folded counts of hours nothing can be staged for any more.
+        for h in [h for h in self._folded if h < oldest * layout.DAY]:
+            del self._folded[h]
         return dropped
 
     def coverage(self, partitions: Sequence[int], now: int) -> dict[int, list[int]]:

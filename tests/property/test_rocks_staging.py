@@ -119,15 +119,25 @@ class StagingMachine(RuleBasedStateMachine):
 
     @rule()
     def fold_closed(self) -> None:
+        before = self.store.staged.hours()
+        counts = {h: self.store.folded(h) for h in before}
         self.store.fold()
-        # An hour closed for the fold delay stays staged only while it holds fewer points
-        # than this process folded into it and got some within the delay, even in a chunk
-        # that also holds points of other hours (that chunk is rewritten with those alone).
+        # Nor is an hour folded before the rule asks: open ones, and closed ones with fewer
+        # points than folded into them whose oldest came within the delay, are untouched.
+        after = self.store.staged.hours()
         t = int(self.now[0]) - 600
-        for hour, (points, last_added) in self.store.staged.hours().items():
+        for hour, (points, since) in before.items():
+            early = points < counts[hour] and self.now[0] - since < 600
+            if hour >= t - t % 3600 or early:
+                assert after.get(hour) == (points, since)
+        # An hour closed for the fold delay stays staged only while it holds fewer points
+        # than this process folded into it and its oldest came within the delay, even in a
+        # chunk that also holds points of other hours (rewritten with those alone).
+        t = int(self.now[0]) - 600
+        for hour, (points, since) in self.store.staged.hours().items():
             if hour < t - t % 3600:
                 assert 0 < points < self.store.folded(hour)
-                assert self.now[0] - last_added < 600
+                assert self.now[0] - since < 600
 
     @rule()
     def fold_everything(self) -> None:

@@ -106,18 +106,18 @@ def test_staged_points_take_and_remove_the_closed_part_of_a_chunk() -> None:
 
 def test_staged_points_fold_any_set_of_hours() -> None:
     """A chunk over three hours gives up its middle one: the others stay, and the hours
-    report how many points each holds and when it last got some."""
+    report how many points each holds and since when (its oldest points came)."""
     staged = StagedPoints()
     ts = np.array([HOUR0 + 1, HOUR0 + 3601, HOUR0 + 7201, HOUR0 + 7202])
     a = staged.add(b"a", np.array([1, 1, 1, 2], np.uint64), ts, np.arange(4.0), at=5.0)
     staged.add(b"b", np.array([3], np.uint64), ts[2:3], np.ones(1), at=9.0)
-    assert staged.hours() == {HOUR0: (1, 5.0), HOUR0 + 3600: (1, 5.0), HOUR0 + 7200: (3, 9.0)}
+    assert staged.hours() == {HOUR0: (1, 5.0), HOUR0 + 3600: (1, 5.0), HOUR0 + 7200: (3, 5.0)}
     assert staged.take([a], {HOUR0 + 3600})[1].tolist() == [HOUR0 + 3601]
     rest = staged.rest([a], {HOUR0 + 3600})
     assert sorted(rest[a][1].tolist()) == [HOUR0 + 1, HOUR0 + 7201, HOUR0 + 7202]
     staged.remove([a], {HOUR0 + 3600})
     assert staged.points == 4 and staged.chunks()[a].points == 3
-    assert staged.hours() == {HOUR0: (1, 5.0), HOUR0 + 7200: (3, 9.0)}
+    assert staged.hours() == {HOUR0: (1, 5.0), HOUR0 + 7200: (3, 5.0)}
     assert staged.foldable({HOUR0 + 3600}) == [] and staged.foldable({HOUR0}) == [a]
 
 
@@ -251,6 +251,68 @@ def test_a_closed_hour_is_folded_again_once_its_staged_points_match_the_folded_o
     store = open_store()
     assert store.fold() == 1 and store.staged.points == 0  # the count was forgotten
     assert store.read_raw(ids, HOUR0, HOUR0 + 3599)[1].tolist() == raw[1].tolist()
+    store.close()
+
+
+def _trickle_store(tmp_path: Path, now: list[float], staging_max: int = 10**6) -> RocksStore:
+    return RocksStore(
+        "points",
+        tmp_path,
+        30,
+        fold_delay_seconds=600,
+        fold_check_seconds=1e9,
+        staging_max_points=staging_max,
+        clock=lambda: now[0],
+    )
+
+
+def test_a_steady_trickle_into_a_folded_hour_is_folded_every_fold_delay(tmp_path: Path) -> None:
+    """Late points for an hour already folded into, one every 300 s (more often than the
+    fold delay): each waits at most the delay, however many points the hour holds."""
+    now = [float(HOUR0 + 2 * 3600 + 700)]
+    store = _trickle_store(tmp_path, now)
+    store.apply([_rec(0, [1] * 50, [HOUR0 + i for i in range(50)], [1.0] * 50)])
+    assert store.folded(HOUR0) == 50 and store.staged.points == 0  # merged straight in
+    folds = []
+    for k in range(1, 9):
+        now[0] += 300
+        store.apply([_rec(k, [2], [HOUR0 + k], [float(k)])])
+        folds.append(store.fold())
+        # Never a point staged for the fold delay or longer.
+        assert all(now[0] - since < 600 for _, since in store.staged.hours().values())
+    # Far fewer staged points than the 50 folded: each fold is the age cap taking the
+    # three that came within one fold delay.
+    assert folds == [0, 0, 3, 0, 0, 3, 0, 0]
+    assert store.read_raw(np.array([2], np.uint64), HOUR0, HOUR0 + 3599)[1].size == 8
+    store.close()
+
+
+def test_an_overflow_fold_of_an_open_hour_does_not_hold_its_later_points(tmp_path: Path) -> None:
+    """Staging overflows while the hour is open: everything is folded, but that early fold
+    is not counted, so the hour's later points fold once at the delay after it closes."""
+    now = [float(HOUR0 + 60)]
+    store = _trickle_store(tmp_path, now, staging_max=10)
+    store.apply([_rec(0, [1] * 11, [HOUR0 + i for i in range(11)], [1.0] * 11)])
+    assert store.staged.points == 0 and store.stats.folded_points == 11
+    assert store.folded(HOUR0) == 0
+    store.apply([_rec(1, [1, 2], [HOUR0 + 100, HOUR0 + 101], [2.0, 2.0])])
+    now[0] = HOUR0 + 3600 + 600
+    assert store.fold() == 2 and store.folded(HOUR0) == 2
+    store.close()
+
+
+def test_direct_merges_count_as_folded_and_counts_are_forgotten_at_retention(
+    tmp_path: Path,
+) -> None:
+    now = [float(HOUR0 + 86400)]
+    store = _trickle_store(tmp_path, now)
+    store.apply([_rec(0, [1] * 20, [HOUR0 + 10 * i for i in range(20)], [1.0] * 20)])
+    assert store.stats.direct_points == 20 and store.folded(HOUR0) == 20
+    store.apply([_rec(1, [2], [HOUR0 + 5], [1.0])])
+    assert store.fold() == 0  # 1 staged < 20 merged
+    now[0] += 31 * 86400
+    store.run_retention()
+    assert store.folded(HOUR0) == 0
     store.close()
 
 
