@@ -17,14 +17,17 @@ process's malloc thresholds are set as ``python -m intake`` sets them
 request repeats the same series, as an agent does every interval, so after the first one
 the series-identity cache is warm and nothing is new to announce; ``cold`` rows give every
 request a fresh identity cache and tracker (every series new to the process: normalised,
-hashed and announced).
+hashed and announced). ``--series N`` spreads the requests over N distinct series instead
+(N / 1 000 bodies sent in turn, each series once per round, as a ``strata up`` under the
+load driver sees 40 000): every request still hits the cache, but the cache and the
+tracker no longer fit the CPU's caches.
 
 Rates are points per second of process CPU time (``time.process_time``, all threads), which
 suffers less than wall time from a busy shared machine; each row is run ``--repeat`` times
 and the best and the median are printed, with the load average before and after.
 
 Run: ``python -m bench.bench_intake [--seed N] [--requests N] [--repeat N] [--quick]
-[--no-malloc-tuning]``.
+[--series N] [--no-malloc-tuning]``.
 Works against older intake code too (no typed parser: ``parse_vN(load_json(body))``), for
 before/after figures from the same bench.
 """
@@ -66,13 +69,18 @@ BodyParser = Callable[[bytes, str, TimeWindow, SeriesIdentities], ParsedPayload]
 Placer = Callable[[str, bytes], int]
 
 
-def shape_points(seed: int, now: int, per_series: int) -> Points:
-    """1 000 points: every series of ``1000 / 10 / per_series`` hosts, ``per_series``
-    consecutive 10 s points each, the last one 10 minutes before ``now``."""
-    hosts = POINTS_PER_REQUEST // METRICS // per_series
+def shape_points(seed: int, now: int, per_series: int, series: int = 0) -> list[Points]:
+    """Requests of 1 000 points: ``per_series`` consecutive 10 s points of each series, the
+    last one 10 minutes before ``now``; the series of ``series / 10`` hosts (default: one
+    request's worth), 1 000 / ``per_series`` of them per request."""
+    per_request = POINTS_PER_REQUEST // per_series
+    hosts = max(series, per_request) // METRICS
     workload = CpuOnly(hosts, now - 600 - 10 * (per_series - 1), seed)
-    points = workload.points(per_series)
-    return by_series_runs(points, len(workload.series), per_series)
+    points = by_series_runs(workload.points(per_series), len(workload.series), per_series)
+    return [
+        points.take(slice(i, i + POINTS_PER_REQUEST))
+        for i in range(0, len(points) - POINTS_PER_REQUEST + 1, POINTS_PER_REQUEST)
+    ]
 
 
 def _local(module: str) -> ModuleType | None:
@@ -112,21 +120,23 @@ def placer() -> Placer:
 
 def run(
     parse: BodyParser,
-    wire: bytes,
+    wires: list[bytes],
     encoding: str | None,
     requests: int,
     now: int,
     cold: bool,
 ) -> tuple[float, float]:
-    """Points per CPU second over ``requests`` requests of ``wire``, and the minor page
-    faults per request (buffers the allocator handed back to the kernel and maps again)."""
+    """Points per CPU second over ``requests`` requests (``wires`` in turn), and the minor
+    page faults per request (buffers the allocator handed back to the kernel and maps
+    again). Every wire is sent once before the clock starts, so the cache is warm unless
+    ``cold``."""
     limits = BodyLimits(wire=10**8, decompressed=10**9)
     window = TimeWindow(now, 3600, 600)
     identities = SeriesIdentities(1_000_000)
     tracker = SeriesTracker(1_000_000)
     place = placer()
 
-    def worker(cache: SeriesIdentities) -> tuple[ParsedPayload, list[Any]]:
+    def worker(cache: SeriesIdentities, wire: bytes) -> tuple[ParsedPayload, list[Any]]:
         parsed = parse(decode_body(wire, encoding, limits), ORG, window, cache)
         messages = []
         for b in parsed.batches:
@@ -134,22 +144,28 @@ def run(
             messages.append((place("points", key), key, encode_points(b.points)))
         return parsed, messages
 
+    def request(pool: ThreadPoolExecutor, wire: bytes) -> int:
+        parsed, messages = pool.submit(worker, identities, wire).result()
+        for b in parsed.batches:  # event loop: announce what is new, mark it once acked
+            new = tracker.unannounced(b.series)
+            if new is not None:
+                key = partition_key(ORG, new.metric)
+                messages.append((place("series", key), key, encode_series(new)))
+                tracker.mark(new)
+        return parsed.accepted
+
     points = 0
     with ThreadPoolExecutor(1) as pool:
+        if not cold:
+            for wire in wires:
+                request(pool, wire)
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.process_time()
-        for _ in range(requests):
+        for i in range(requests):
             if cold:
                 identities = SeriesIdentities(1_000_000)
                 tracker = SeriesTracker(1_000_000)
-            parsed, messages = pool.submit(worker, identities).result()
-            for b in parsed.batches:  # event loop: announce what is new, mark it once acked
-                new = tracker.unannounced(b.series)
-                if new is not None:
-                    key = partition_key(ORG, new.metric)
-                    messages.append((place("series", key), key, encode_series(new)))
-                    tracker.mark(new)
-            points += parsed.accepted
+            points += request(pool, wires[i % len(wires)])
         elapsed = time.process_time() - t0
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     return points / elapsed, faults / requests
@@ -176,6 +192,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="runs per row (best and median)")
     ap.add_argument("--quick", action="store_true", help="100 requests, 1 run per row")
     ap.add_argument(
+        "--series",
+        type=int,
+        default=0,
+        help="distinct series the requests cycle through (default: one request's worth)",
+    )
+    ap.add_argument(
         "--no-malloc-tuning", action="store_true", help="leave glibc's malloc thresholds alone"
     )
     args = ap.parse_args()
@@ -191,21 +213,24 @@ def main() -> None:
     print(f"parsers: {parse_v2.__module__}.{parse_v2.__name__}, {parse_v1.__name__}")
     print(f"malloc thresholds: {malloc_tuning(not args.no_malloc_tuning)}")
     for per_series in SHAPES:
-        points = shape_points(args.seed, now, per_series)
+        requests = shape_points(args.seed, now, per_series, args.series)
         n_series = POINTS_PER_REQUEST // per_series
         print(
             f"-- {n_series} series x {per_series} point{'s' if per_series > 1 else ''}, "
-            f"{len(points.series.tags[0])} tags per series"
+            f"{len(requests[0].series.tags[0])} tags per series, "
+            f"{n_series * len(requests):,} distinct series"
         )
-        for name, body, parse in (
-            ("v2", v2_body(points), parse_v2),
-            ("v1", v1_body(points), parse_v1),
-        ):
+        for name, to_body, parse in (("v2", v2_body, parse_v2), ("v1", v1_body, parse_v1)):
+            bodies = [to_body(points) for points in requests]
             for encoding in (None, "gzip"):
                 for cold in (False, True) if encoding is None else (False,):
-                    wire = gzip.compress(body, compresslevel=6) if encoding else body
+                    wires = [
+                        gzip.compress(body, compresslevel=6) if encoding else body
+                        for body in bodies
+                    ]
+                    wire = wires[0]
                     runs = [
-                        run(parse, wire, encoding, args.requests, now, cold)
+                        run(parse, wires, encoding, args.requests, now, cold)
                         for _ in range(args.repeat)
                     ]
                     rates = [rate for rate, _ in runs]

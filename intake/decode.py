@@ -4,15 +4,24 @@ Limits follow Datadog's documentation. The wire limit applies to the body as rec
 whatever its encoding; the decompressed limit applies to what decompression yields.
 Decompression never produces more than ``limit + 1`` bytes, so a zip bomb costs at most
 that much memory before it is refused.
+
+gzip and deflate go through ISA-L's inflate (``isal``, the zlib module's interface): a
+1 000-point series body costs 0.09 ms instead of zlib's 0.46 ms at gzip level 1, 0.06
+instead of 0.19 at level 6 (docs/benchmarks.md, "Intake hot path"), a tenth of intake's
+CPU per point in the agent shape. Same formats, same errors (``isal_zlib.error``).
 """
 
 from __future__ import annotations
 
 import io
-import zlib
 from dataclasses import dataclass
+from typing import cast
 
 import zstandard
+from isal import isal_zlib
+
+# isal's stub declares ``error`` as an instance of Exception; at run time it is the class.
+_InflateError = cast(type[Exception], isal_zlib.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +79,13 @@ def decode_body(body: bytes, content_encoding: str | None, limits: BodyLimits) -
     if encoding in _IDENTITY:
         out = body
     elif encoding in _GZIP:
-        out = _inflate(body, zlib.MAX_WBITS | 16, limits.decompressed, "gzip")
+        out = _inflate(body, isal_zlib.MAX_WBITS | 16, limits.decompressed, "gzip")
     elif encoding in _DEFLATE:
         # HTTP "deflate" means the zlib format, but some clients send raw deflate.
         try:
-            out = _inflate(body, zlib.MAX_WBITS, limits.decompressed, "deflate")
+            out = _inflate(body, isal_zlib.MAX_WBITS, limits.decompressed, "deflate")
         except UndecodableBody:
-            out = _inflate(body, -zlib.MAX_WBITS, limits.decompressed, "deflate")
+            out = _inflate(body, -isal_zlib.MAX_WBITS, limits.decompressed, "deflate")
     elif encoding in _ZSTD:
         out = _unzstd(body, limits.decompressed)
     else:
@@ -99,7 +108,7 @@ def _inflate(body: bytes, wbits: int, limit: int, name: str) -> bytes:
     try:
         # A loop because gzip allows several concatenated members.
         while True:
-            d = zlib.decompressobj(wbits)
+            d = isal_zlib.decompressobj(wbits)
             chunk = d.decompress(data, limit + 1 - produced)
             parts.append(chunk)
             produced += len(chunk)
@@ -110,7 +119,7 @@ def _inflate(body: bytes, wbits: int, limit: int, name: str) -> bytes:
             data = d.unused_data
             if not data:
                 break
-    except zlib.error as exc:
+    except _InflateError as exc:
         raise UndecodableBody(f"{name} body is corrupt: {exc}") from None
     return b"".join(parts)
 

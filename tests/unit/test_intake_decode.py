@@ -76,6 +76,23 @@ def test_truncated_gzip_is_400() -> None:
         decode_body(gzip.compress(BODY)[:-8], "gzip", V2_LIMITS)
 
 
+@pytest.mark.parametrize(("encoding", "where"), [("gzip", -8), ("deflate", -1)])
+def test_checksum_mismatch_is_400(encoding: str, where: int) -> None:
+    """The gzip trailer's CRC-32 and the zlib trailer's Adler-32 are checked."""
+    body = bytearray(ENCODERS[encoding](BODY))
+    body[where] ^= 1
+    with pytest.raises(UndecodableBody, match="corrupt") as info:
+        decode_body(bytes(body), encoding, V2_LIMITS)
+    assert info.value.status == 400
+
+
+def test_bodies_of_every_gzip_level_decode() -> None:
+    """What real clients send: the agent's and the Python clients' levels, 1 to 9."""
+    body = BODY * 100
+    for level in range(1, 10):
+        assert decode_body(gzip.compress(body, compresslevel=level), "gzip", V2_LIMITS) == body
+
+
 @pytest.mark.parametrize(("limits", "wire"), [(V2_LIMITS, 512_000), (V1_LIMITS, 3_200_000)])
 def test_wire_limit_is_413(limits: BodyLimits, wire: int) -> None:
     assert decode_body(b" " * wire, None, limits)  # exactly at the limit is fine
