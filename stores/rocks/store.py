@@ -18,7 +18,8 @@ folded again only once its staged points are at least as many (each such fold at
 doubles its blocks on average, so a backfill or catch-up arriving a few points per series
 per batch re-encodes them a bounded number of times, not once per check), or once its
 oldest staged point has waited ``fold_delay_seconds`` (so a steady trickle is folded every
-fold delay, and no point waits for longer than about two delays after its hour closed).
+fold delay, and a late point is in its block about one delay and one check after it came
+at the latest).
 Everything is folded when more than ``staging_max_points`` are staged (or the topic
 changed); what that folds of hours not yet closed for the delay does not count as folded.
 Readers resolve block points together with staged points, and compute the rollups of hours
