@@ -17,6 +17,7 @@ from intake.decode import (
     PayloadTooLarge,
     UndecodableBody,
     UnsupportedEncoding,
+    _one_zstd_frame,
     decode_body,
 )
 
@@ -84,6 +85,52 @@ def test_checksum_mismatch_is_400(encoding: str, where: int) -> None:
     with pytest.raises(UndecodableBody, match="corrupt") as info:
         decode_body(bytes(body), encoding, V2_LIMITS)
     assert info.value.status == 400
+
+
+def _zstd_frames(*parts: bytes, sized: bool = True) -> bytes:
+    c = zstandard.ZstdCompressor(level=1)
+    if sized:  # one-shot: the frame header declares its content size (as the agent writes)
+        return b"".join(c.compress(p) for p in parts)
+    out = []
+    for p in parts:  # streamed: no content size in the header
+        z = c.compressobj()
+        out.append(z.compress(p) + z.flush())
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_zstd_bodies_of_one_or_several_frames_decode(sized: bool) -> None:
+    assert decode_body(_zstd_frames(BODY, sized=sized), "zstd1", V2_LIMITS) == BODY
+    two = _zstd_frames(BODY, b"[1]", sized=sized)
+    assert decode_body(two, "zstd1", V2_LIMITS) == BODY + b"[1]"
+    # Only one frame that declares its size takes the one-call path.
+    one = _one_zstd_frame(_zstd_frames(BODY, sized=sized), V2_LIMITS.decompressed, 1 << 23)
+    assert one == (BODY if sized else None)
+    assert _one_zstd_frame(two, V2_LIMITS.decompressed, 1 << 23) is None
+
+
+def test_zstd_frame_followed_by_junk_is_400() -> None:
+    with pytest.raises(UndecodableBody, match="corrupt"):
+        decode_body(_zstd_frames(BODY) + b"xyz", "zstd1", V2_LIMITS)
+
+
+def test_zstd_frame_that_outgrows_its_declared_size_is_400() -> None:
+    """A header that declares 300 bytes for 1 MB of content: the one-call path refuses it
+    without decompressing it (zstd checks the declared size), and the stream reader, which
+    then decides, answers 400 (within its own limit + 1 bound, tested above)."""
+    frame = bytearray(_zstd_frames(bytes(range(256)) * 4000))
+    assert zstandard.frame_content_size(bytes(frame)) == 1_024_000
+    assert frame[4] == 0b10000000  # 4-byte content size after the window descriptor
+    frame[6:10] = (300).to_bytes(4, "little")
+    tracemalloc.start()
+    try:
+        assert _one_zstd_frame(bytes(frame), V2_LIMITS.decompressed, 1 << 23) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 300_000
+    with pytest.raises(UndecodableBody):
+        decode_body(bytes(frame), "zstd1", V2_LIMITS)
 
 
 def test_bodies_of_every_gzip_level_decode() -> None:
