@@ -5,9 +5,9 @@ What it does:
 
 1. Builds every request body before the clock starts (a workload from :mod:`bench.workload`,
    cut into requests of ``points_per_request`` points, ``points_per_series`` consecutive
-   points per series, gzip-compressed like the agent), so the driver spends its CPU on
-   HTTP during the run, not on JSON: on a 2-core machine it shares the cores with the
-   pipeline it measures.
+   points per series, compressed like the agent: gzip, or zstd with ``--encoding zstd1``),
+   so the driver spends its CPU on HTTP during the run, not on JSON: on a 2-core machine
+   it shares the cores with the pipeline it measures.
 2. Sends them from ``connections`` threads, each with its own keep-alive connection, at a
    target ``rate`` (points/s; request ``i`` is due at ``i * points_per_request / rate``)
    or flat out, for ``duration`` seconds. A 503 is counted and the same body retried after
@@ -68,6 +68,7 @@ import orjson
 from bench.machine import describe
 from bench.proc_cpu import cpu_delta, machine_busy, tree_cpu
 from bench.workload import (
+    ENCODINGS,
     INTERVAL,
     CpuOnly,
     HighChurn,
@@ -100,7 +101,8 @@ class DriverConfig:
     points_per_request: int = 1000
     points_per_series: int = 1  # consecutive points of a series per request (agent: 1)
     api: str = "v2"
-    gzip_level: int | None = 1
+    gzip_level: int | None = 1  # the compression level, whatever the encoding
+    encoding: str = "gzip"  # or "zstd1", the agent's
     start_offset: int = 3000  # the workload starts this many seconds before the run
     max_points: int | None = None  # points to prepare when flat out (default 200 k/s)
     marker_interval: float = 1.0
@@ -165,7 +167,7 @@ class DriverResult:
             f"run {self.run_id}: shape {c['shape']}, seed {c['seed']}, {rate}, "
             f"{c['connections']} connections, {c['duration']:g} s, {c['api']} "
             f"{c['points_per_request']} points/request ({c['points_per_series']} per series), "
-            f"gzip level {c['gzip_level']}",
+            f"{c.get('encoding', 'gzip')} level {c['gzip_level']}",
             f"prepared {self.prepared_points:,} points in {self.prepare_seconds:.1f} s "
             f"({self.body_bytes_mean:,.0f} bytes/request on the wire)",
             f"accepted: {self.accepted_points:,} points in {self.elapsed:.1f} s = "
@@ -226,7 +228,13 @@ def prepare(config: DriverConfig, start: int) -> list[Payload]:
         wanted = config.max_points or int(200_000 * config.duration)
     points = _stream(config, start, max(wanted, 1))
     return list(
-        payloads(points, config.points_per_request, api=config.api, level=config.gzip_level)
+        payloads(
+            points,
+            config.points_per_request,
+            api=config.api,
+            level=config.gzip_level,
+            encoding=config.encoding,
+        )
     )
 
 
@@ -554,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points-per-request", type=int, default=1000)
     ap.add_argument("--points-per-series", type=int, default=1)
     ap.add_argument("--api", choices=("v1", "v2"), default="v2")
-    ap.add_argument("--gzip-level", type=int, default=1)
+    ap.add_argument("--gzip-level", type=int, default=1, help="compression level (gzip or zstd)")
+    ap.add_argument("--encoding", choices=ENCODINGS, default="gzip")
     ap.add_argument("--max-points", type=int, default=None)
     ap.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = ap.parse_args(argv)
@@ -575,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             points_per_series=args.points_per_series,
             api=args.api,
             gzip_level=args.gzip_level,
+            encoding=args.encoding,
             max_points=args.max_points,
         )
 

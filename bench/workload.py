@@ -37,6 +37,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 import orjson
+import zstandard
 
 from strata.naming import canonical_tags
 from strata.series_id import series_id
@@ -420,7 +421,7 @@ def late(points: Points, fraction: float, max_delay: int, seed: int) -> Points:
 
 @dataclass(frozen=True)
 class Payload:
-    """One request body for intake: ``points`` points, gzip or plain JSON."""
+    """One request body for intake: ``points`` points, gzip, zstd or plain JSON."""
 
     api: str  # "v1" or "v2"
     body: bytes
@@ -500,13 +501,25 @@ def v2_body(points: Points) -> bytes:
     return orjson.dumps({"series": series})
 
 
+ENCODINGS = ("gzip", "zstd1")
+
+
 def payloads(
-    points: Points, per_request: int, *, api: str = "v2", level: int | None = 6
+    points: Points,
+    per_request: int,
+    *,
+    api: str = "v2",
+    level: int | None = 6,
+    encoding: str = "gzip",
 ) -> Iterator[Payload]:
-    """Consecutive slices of ``per_request`` points as request bodies, gzip-compressed at
-    ``level`` like the agent does (``None``: plain JSON)."""
+    """Consecutive slices of ``per_request`` points as request bodies, compressed at
+    ``level`` with ``encoding`` (gzip, or ``zstd1``: zstd, one frame declaring its size, as
+    the Datadog agent writes it); ``level=None``: plain JSON."""
     if api not in ("v1", "v2"):
         raise ValueError("api must be 'v1' or 'v2'")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}")
+    zstd = zstandard.ZstdCompressor(level=level or 1)
     if per_request < 1:
         raise ValueError("per_request must be at least 1")
     write = v1_body if api == "v1" else v2_body
@@ -515,5 +528,7 @@ def payloads(
         body = write(part)
         if level is None:
             yield Payload(api, body, len(part), None)
+        elif encoding == "zstd1":
+            yield Payload(api, zstd.compress(body), len(part), "zstd1")
         else:
             yield Payload(api, gzip.compress(body, compresslevel=level, mtime=0), len(part))

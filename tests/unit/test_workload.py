@@ -227,6 +227,16 @@ def test_payloads_parse_back_to_the_generated_points(api: str, level: int | None
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
+def test_zstd_payloads_parse_back_to_the_generated_points(api: str) -> None:
+    pts = by_series_runs(CpuOnly(30, T0, seed=8).points(4), 300, 2)
+    got: Counter[tuple[int, int, float]] = Counter()
+    for b in payloads(pts, 250, api=api, level=1, encoding="zstd1"):
+        assert b.http_headers().get("Content-Encoding") == "zstd1"
+        got += parsed_rows(b.body, api, b.encoding)
+    assert got == expected_rows(pts)
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
 def test_churn_and_late_payloads_parse_back(api: str) -> None:
     churn = HighChurn(containers=15, lifetime=60, start=T0, seed=2).points(20)
     shuffled = late(CpuOnly(5, T0, seed=2).points(20), 0.3, 60, seed=2)
