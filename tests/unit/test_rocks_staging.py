@@ -197,27 +197,30 @@ def test_closed_hour_points_go_direct_only_into_blocks_the_batch_doubles(tmp_pat
     store.close()
 
 
+def _store_at(tmp_path: Path, now: list[float], staging_max: int = 10**6) -> RocksStore:
+    """A store on a settable clock that folds only when a test calls fold()."""
+    return RocksStore(
+        "points",
+        tmp_path,
+        30,
+        fold_delay_seconds=600,
+        fold_check_seconds=1e9,
+        staging_max_points=staging_max,
+        clock=lambda: now[0],
+    )
+
+
 def test_a_closed_hour_is_folded_again_once_its_staged_points_match_the_folded_ones(
     tmp_path: Path,
 ) -> None:
     """A backfill into a closed hour, a few points per series per batch: the first fold
     takes them all; later ones wait until the staged points are at least as many as those
     already folded into the hour (so its blocks are re-encoded a bounded number of times),
-    or until none came for the fold delay. A restart forgets the folded count."""
+    or until the oldest staged one waited the fold delay. A restart forgets the count."""
     now = [float(HOUR0 + 2 * 3600 + 700)]  # HOUR0 closed for > 600 s
     ids = np.array([1, 2, 3], np.uint64)
 
-    def open_store() -> RocksStore:
-        return RocksStore(
-            "points",
-            tmp_path,
-            30,
-            fold_delay_seconds=600,
-            fold_check_seconds=1e9,
-            clock=lambda: now[0],
-        )
-
-    store = open_store()
+    store = _store_at(tmp_path, now)
     step = iter(range(1000))
 
     def send(n: int) -> None:
@@ -243,34 +246,22 @@ def test_a_closed_hour_is_folded_again_once_its_staged_points_match_the_folded_o
     now[0] += 599
     assert store.fold() == 0
     now[0] += 1
-    assert store.fold() == 2  # none staged for the fold delay
+    assert store.fold() == 2  # the oldest staged point waited the fold delay
     send(1)
     raw = store.read_raw(ids, HOUR0, HOUR0 + 3599)
     assert raw[1].size == 9 and store.staged.points == 1
     store.close()
-    store = open_store()
+    store = _store_at(tmp_path, now)
     assert store.fold() == 1 and store.staged.points == 0  # the count was forgotten
     assert store.read_raw(ids, HOUR0, HOUR0 + 3599)[1].tolist() == raw[1].tolist()
     store.close()
-
-
-def _trickle_store(tmp_path: Path, now: list[float], staging_max: int = 10**6) -> RocksStore:
-    return RocksStore(
-        "points",
-        tmp_path,
-        30,
-        fold_delay_seconds=600,
-        fold_check_seconds=1e9,
-        staging_max_points=staging_max,
-        clock=lambda: now[0],
-    )
 
 
 def test_a_steady_trickle_into_a_folded_hour_is_folded_every_fold_delay(tmp_path: Path) -> None:
     """Late points for an hour already folded into, one every 300 s (more often than the
     fold delay): each waits at most the delay, however many points the hour holds."""
     now = [float(HOUR0 + 2 * 3600 + 700)]
-    store = _trickle_store(tmp_path, now)
+    store = _store_at(tmp_path, now)
     store.apply([_rec(0, [1] * 50, [HOUR0 + i for i in range(50)], [1.0] * 50)])
     assert store.folded(HOUR0) == 50 and store.staged.points == 0  # merged straight in
     folds = []
@@ -291,7 +282,7 @@ def test_an_overflow_fold_of_an_open_hour_does_not_hold_its_later_points(tmp_pat
     """Staging overflows while the hour is open: everything is folded, but that early fold
     is not counted, so the hour's later points fold once at the delay after it closes."""
     now = [float(HOUR0 + 60)]
-    store = _trickle_store(tmp_path, now, staging_max=10)
+    store = _store_at(tmp_path, now, staging_max=10)
     store.apply([_rec(0, [1] * 11, [HOUR0 + i for i in range(11)], [1.0] * 11)])
     assert store.staged.points == 0 and store.stats.folded_points == 11
     assert store.folded(HOUR0) == 0
@@ -305,7 +296,7 @@ def test_direct_merges_count_as_folded_and_counts_are_forgotten_at_retention(
     tmp_path: Path,
 ) -> None:
     now = [float(HOUR0 + 86400)]
-    store = _trickle_store(tmp_path, now)
+    store = _store_at(tmp_path, now)
     store.apply([_rec(0, [1] * 20, [HOUR0 + 10 * i for i in range(20)], [1.0] * 20)])
     assert store.stats.direct_points == 20 and store.folded(HOUR0) == 20
     store.apply([_rec(1, [2], [HOUR0 + 5], [1.0])])
