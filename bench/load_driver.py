@@ -167,7 +167,7 @@ class DriverResult:
             f"run {self.run_id}: shape {c['shape']}, seed {c['seed']}, {rate}, "
             f"{c['connections']} connections, {c['duration']:g} s, {c['api']} "
             f"{c['points_per_request']} points/request ({c['points_per_series']} per series), "
-            f"{c.get('encoding', 'gzip')} level {c['gzip_level']}",
+            f"{c['encoding']} level {c['gzip_level']}",
             f"prepared {self.prepared_points:,} points in {self.prepare_seconds:.1f} s "
             f"({self.body_bytes_mean:,.0f} bytes/request on the wire)",
             f"accepted: {self.accepted_points:,} points in {self.elapsed:.1f} s = "

@@ -519,9 +519,9 @@ def payloads(
         raise ValueError("api must be 'v1' or 'v2'")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}")
-    zstd = zstandard.ZstdCompressor(level=level or 1)
     if per_request < 1:
         raise ValueError("per_request must be at least 1")
+    zstd = zstandard.ZstdCompressor(level=level or 1)  # used only for encoding="zstd1"
     write = v1_body if api == "v1" else v2_body
     for lo in range(0, len(points), per_request):
         part = points.take(slice(lo, lo + per_request))
