@@ -229,13 +229,21 @@ def _announcement_rows(
     loop over ascending buckets would add them.
     """
     n = p_series.size
-    if int(counts.max()) <= 1:
-        sorted_sids = np.sort(sids)
-        if not (sorted_sids[1:] == sorted_sids[:-1]).any():
-            # The agent's shape: one point per series and no two series with one id. Each
-            # point is its own row, and the metric-grouped order is already (metric,
-            # series): request order within each metric.
+    sorted_sids = np.sort(sids)
+    if not (sorted_sids[1:] == sorted_sids[:-1]).any():
+        # No two series with one id (the usual case), so (metric, sid, bucket) is (series,
+        # bucket): a series' points are contiguous in the metric-grouped order, which is
+        # already (metric, series) order.
+        if int(counts.max()) <= 1:
+            # The agent's shape: one point per series, each point its own row.
             return np.arange(n, dtype=np.intp)
+        # Several points per series (a client batching its intervals), in time order: the
+        # first point of each bucket starts a new run of (series, bucket).
+        same_series = p_series[1:] == p_series[:-1]
+        if not (same_series & (bucket[1:] < bucket[:-1])).any():
+            new = np.ones(n, dtype=bool)
+            new[1:] = ~same_series | (bucket[1:] != bucket[:-1])
+            return np.flatnonzero(new)
     b_rank = (bucket - bucket.min()) // INDEX_BUCKET_SECONDS
     n_buckets = int(b_rank.max()) + 1
     n_series = counts.size

@@ -27,6 +27,12 @@ def resolve(sid: Sids, ts: Times, value: Values) -> tuple[Sids, Times, Values]:
             np.empty(0, TS_DTYPE),
             np.empty(0, VALUE_DTYPE),
         )
+    # Duplicates are rare (a replay, a retried request), and sorting on (sid, ts) alone
+    # takes a third of the time of the five keys the rule needs: try that first.
+    order = np.lexsort((ts, sid))
+    s, t = sid[order], ts[order]
+    if not ((s[1:] == s[:-1]) & (t[1:] == t[:-1])).any():
+        return s, t, value[order]
     # lexsort sorts by the last key first: sid, then ts, then preference (winner first);
     # signbit breaks the one tie -value leaves: 0.0 before -0.0.
     order = np.lexsort((np.signbit(value), -value, -np.abs(value), ts, sid))

@@ -140,15 +140,19 @@ def decimal_scales(v: F64, counts: I64) -> npt.NDArray[np.int16]:
         ok = (np.abs(m) < _EXACT_INT) & ((m / POW10[e]).view(np.uint64) == bits[todo])
         best[todo[ok]] = e
         todo = todo[~ok]
-    scale = np.zeros(counts.size, dtype=np.int16)
-    undecidable = np.zeros(counts.size, dtype=bool)
-    np.logical_or.at(undecidable, gid[best < 0], True)
-    np.maximum.at(scale, gid, best)
-    scale[undecidable] = -1
+    scale = np.zeros(counts.size, dtype=np.int16)  # an empty group: 0, as ever
+    filled = np.flatnonzero(counts > 0)  # reduceat would give an empty group a neighbour's
+    if filled.size:
+        starts = group_starts(counts)[filled]
+        scale[filled] = np.where(
+            np.minimum.reduceat(best, starts) < 0, -1, np.maximum.reduceat(best, starts)
+        )
     # A value exact at a smaller scale is in practice exact at a larger one too, but verify
     # (the encoder must never depend on that), and the group's scale may push a large value
-    # of the group past 2**53 (then past int64): such a group needs the XOR codec.
-    rows = np.flatnonzero(scale[gid] >= 0)
+    # of the group past 2**53 (then past int64): such a group needs the XOR codec. A value
+    # found exact at its group's scale itself needs no second look.
+    group_scale = scale[gid]
+    rows = np.flatnonzero((group_scale >= 0) & (best != group_scale))
     if rows.size:
         p = POW10[scale[gid[rows]]]
         m = np.rint(v[rows] * p)
