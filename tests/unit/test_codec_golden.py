@@ -138,3 +138,33 @@ def test_metadata_v1_golden_decodes_as_a_rowless_series_batch() -> None:
     with pytest.raises(UnreadableMessage, match="not a JSON object"):
         decode_series(encode_metadata("acme", "m", {})[:-2] + b"[]")
     assert decode_series(_golden("series_v1.hex")).metadata is None
+
+
+def test_every_cut_or_padding_of_a_points_message_is_unreadable_not_a_crash() -> None:
+    raw = _golden("points_v1.hex")
+    for cut in range(len(raw)):
+        with pytest.raises(UnreadableMessage):
+            decode_points(raw[:cut])
+    for pad in (b"\x00", b"\x00" * 24):
+        with pytest.raises(UnreadableMessage, match="trailing bytes"):
+            decode_points(raw + pad)
+
+
+def test_decoded_points_are_native_writable_columns_of_their_own() -> None:
+    batch = PointBatch(
+        "acme-é",
+        "m",
+        np.array([3, 1, 2], dtype=np.uint64),
+        np.array([10, -20, 30], dtype=np.int64),
+        np.array([0.5, -0.0, np.inf]),
+    )
+    b = decode_points(encode_points(batch))
+    assert (b.org, b.metric) == ("acme-é", "m")
+    for got, want in ((b.sid, batch.sid), (b.ts, batch.ts), (b.value, batch.value)):
+        assert got.dtype == want.dtype and got.dtype.isnative
+        assert got.flags.writeable and got.flags.aligned
+        assert got.tobytes() == want.tobytes()  # bit for bit: -0.0 stays -0.0
+    b.ts[0] = 99  # a column written in place leaves its neighbours alone
+    assert b.sid.tolist() == [3, 1, 2] and b.value[0] == 0.5
+    empty = decode_points(encode_points(PointBatch("o", "m", b.sid[:0], b.ts[:0], b.value[:0])))
+    assert len(empty) == 0 and empty.ts.dtype == np.int64
