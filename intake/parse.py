@@ -470,10 +470,7 @@ def convert_columns(
         ts_f = np.array(ts, dtype=np.float64)
     except OverflowError:
         raise PayloadError(path, "timestamp out of range") from None
-    if not np.all(np.isfinite(ts_f)):
-        bad = int(np.argmin(np.isfinite(ts_f)))
-        raise PayloadError(field_path(bad, "timestamp"), "expected a finite number")
-    ts_i = np.trunc(np.clip(ts_f, -_TS_CLIP, _TS_CLIP)).astype(TS_DTYPE)
+    ts_i = seconds(ts_f, field_path)
     try:
         val = np.array(value, dtype=np.float64)
     except OverflowError:
@@ -481,6 +478,17 @@ def convert_columns(
         # Element by element, so one such value never changes how the others convert.
         val = np.array([_float_or_inf(v) for v in value], dtype=np.float64)
     return ts_i, val
+
+
+def seconds(
+    ts_f: npt.NDArray[np.float64], field_path: Callable[[int, str], str] = _no_path
+) -> npt.NDArray[np.int64]:
+    """Timestamps converted to float64 as int64 seconds (truncated, clipped far beyond any
+    window); :class:`PayloadError` for one that is not finite."""
+    if not np.all(np.isfinite(ts_f)):
+        bad = int(np.argmin(np.isfinite(ts_f)))
+        raise PayloadError(field_path(bad, "timestamp"), "expected a finite number")
+    return np.trunc(np.clip(ts_f, -_TS_CLIP, _TS_CLIP)).astype(TS_DTYPE)
 
 
 def _float_or_inf(v: float) -> float:

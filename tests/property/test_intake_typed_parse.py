@@ -272,6 +272,17 @@ P1 = f'"points":[[{NOW},1.5]]'
         (True, f'{{"series":[{{"metric":"a","points":[[{NOW}.9e0,-0.0]]}}]}}'),
         (True, '{"series":[{"metric":"a","points":[[1e20,1],[-1e20,2],[1.5,3]]}]}'),
         (False, '{"series":[{"metric":"a","points":[{"timestamp":NaN,"value":1}]}]}'),
+        (
+            False,
+            f'{{"series":[{{"metric":"a","points":[{{"timestamp":{NOW},"value":{10**400}}}]}}]}}',
+        ),
+        (False, f'{{"series":[{{"metric":"a","points":[{{"timestamp":{10**400},"value":1}}]}}]}}'),
+        (False, '{"series":[{"metric":"a","points":[{"timestamp":1e400,"value":1}]}]}'),
+        (False, f'{{"series":[{{"metric":"a","points":[{{"timestamp":{NOW},"value":-1e400}}]}}]}}'),
+        (
+            False,
+            f'{{"series":[{{"metric":"a","points":[{{"timestamp":{2**64 + 1},"value":1}}]}}]}}',
+        ),
         # Not a series body at all.
         (False, ""),
         (False, "null"),
