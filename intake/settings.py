@@ -45,6 +45,12 @@ class IntakeSettings(CommonSettings):
         description="worker threads that decode and parse request bodies (more only add "
         "GIL contention: docs/intake.md)",
     )
+    inline_parse_max_bytes: int = Field(
+        default=524_288,
+        ge=0,
+        description="series bodies up to this size (as received, and decompressed) are parsed "
+        "on the event loop instead of a parse thread (0: always the thread)",
+    )
     identity_cache_size: int = Field(
         default=100_000,
         ge=1,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 
 import anyio
 import pytest
 
-from intake.app import Intake
+from intake.app import _V2, Intake
+from intake.producer import PartitionCounts
 from intake.settings import IntakeSettings
 
 
@@ -49,3 +51,39 @@ def test_default_is_one_parse_thread() -> None:
     assert IntakeSettings().parse_threads == 1
     with pytest.raises(ValueError, match="parse_threads"):
         IntakeSettings(parse_threads=0)
+
+
+def _where_series_bodies_parse(inline_max: int, body: bytes, encoding: str | None) -> str:
+    """ "loop" or "thread": where ``Intake._parse_series`` parsed ``body``."""
+    settings = IntakeSettings(kafka_bootstrap="127.0.0.1:1", inline_parse_max_bytes=inline_max)
+    intake = Intake(settings)
+    intake.partitions = PartitionCounts(settings.kafka_bootstrap, {settings.topic_points: 4})
+    seen: list[int] = []
+    parse = intake._parse_and_encode
+
+    def recording(*args: object) -> object:
+        seen.append(threading.get_ident())
+        return parse(*args)  # type: ignore[arg-type]
+
+    intake._parse_and_encode = recording  # type: ignore[assignment,method-assign]
+
+    async def main() -> int:
+        parsed, messages = await intake._parse_series(_V2, "org", body, encoding)
+        assert parsed.accepted == 1 and len(messages) == 1
+        return threading.get_ident()
+
+    loop_thread = anyio.run(main)
+    assert len(seen) == 1
+    return "loop" if seen[0] == loop_thread else "thread"
+
+
+def test_usual_bodies_parse_on_the_loop_and_large_ones_in_the_parse_thread() -> None:
+    now = int(time.time())
+    doc = b'{"series":[{"metric":"m","points":[{"timestamp":%d,"value":1}]}]}' % now
+    padded = doc[:-1] + b" " * 4000 + b"}"  # 4 KB plain, a few dozen bytes gzipped
+    assert _where_series_bodies_parse(1 << 20, padded, None) == "loop"
+    assert _where_series_bodies_parse(1000, padded, None) == "thread"  # large as received
+    small_wire = gzip.compress(padded)
+    assert len(small_wire) < 1000
+    assert _where_series_bodies_parse(1000, small_wire, "gzip") == "thread"  # large inflated
+    assert _where_series_bodies_parse(0, doc, None) == "thread"  # 0: always the thread
