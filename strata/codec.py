@@ -268,19 +268,20 @@ def decode_points(buf: bytes) -> PointBatch:
     pos = _HEADER.size
     try:
         (n_org,) = _U16.unpack_from(buf, pos)
-        org = buf[pos + 2 : pos + 2 + n_org].decode()
-        pos += 2 + n_org
-        (n_metric,) = _U16.unpack_from(buf, pos)
-        metric = buf[pos + 2 : pos + 2 + n_metric].decode()
-        pos += 2 + n_metric
-        (n,) = _U32.unpack_from(buf, pos)
+        org_end = pos + 2 + n_org
+        (n_metric,) = _U16.unpack_from(buf, org_end)
+        metric_end = org_end + 2 + n_metric
+        (n,) = _U32.unpack_from(buf, metric_end)
     except struct.error:
         return _decode_points_portable(buf)  # truncated: the reader names what is missing
+    pos = metric_end + 4
+    if size - pos != 24 * n:
+        return _decode_points_portable(buf)  # truncated or trailing bytes, named there
+    try:  # both strings lie inside the message: the count after them was read
+        org = buf[_HEADER.size + 2 : org_end].decode()
+        metric = buf[org_end + 2 : metric_end].decode()
     except UnicodeDecodeError as exc:
         raise UnreadableMessage(f"invalid UTF-8 string: {exc}") from exc
-    pos += 4
-    if pos > size or size - pos != 24 * n:
-        return _decode_points_portable(buf)  # truncated or trailing bytes, named there
     cols = np.frombuffer(buf, dtype=np.uint64, count=3 * n, offset=pos).copy()
     return PointBatch(
         org, metric, cols[:n], cols[n : 2 * n].view(np.int64), cols[2 * n :].view(np.float64)

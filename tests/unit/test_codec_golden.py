@@ -141,13 +141,19 @@ def test_metadata_v1_golden_decodes_as_a_rowless_series_batch() -> None:
 
 
 def test_every_cut_or_padding_of_a_points_message_is_unreadable_not_a_crash() -> None:
-    raw = _golden("points_v1.hex")
-    for cut in range(len(raw)):
-        with pytest.raises(UnreadableMessage):
-            decode_points(raw[:cut])
-    for pad in (b"\x00", b"\x00" * 24):
-        with pytest.raises(UnreadableMessage, match="trailing bytes"):
-            decode_points(raw + pad)
+    multibyte = encode_points(
+        PointBatch("ørg", "métric", np.ones(2, np.uint64), np.ones(2, np.int64), np.ones(2))
+    )
+    for raw in (_golden("points_v1.hex"), multibyte):
+        for cut in range(4, len(raw)):  # shorter: not even a header
+            with pytest.raises(UnreadableMessage, match="truncated"):
+                decode_points(raw[:cut])
+        for pad in (b"\x00", b"\x00" * 24):
+            with pytest.raises(UnreadableMessage, match="trailing bytes"):
+                decode_points(raw + pad)
+    bad_utf8 = multibyte.replace("ø".encode(), b"\xff\xfe", 1)
+    with pytest.raises(UnreadableMessage, match="invalid UTF-8"):
+        decode_points(bad_utf8)
 
 
 def test_decoded_points_are_native_writable_columns_of_their_own() -> None:
