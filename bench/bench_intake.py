@@ -6,12 +6,14 @@ generator): the 10 ``cpu.usage_*`` metrics of each host, tagged like TSBS — ``
 ``resources``, v1 ``host``) and 9 more tags. Two shapes: 1 000 series x 1 point (100 hosts;
 what the Datadog agent sends each interval) and 100 series x 10 points (10 hosts).
 
-Each request goes through what intake does for it, in the same threads: in a worker thread
-(as intake's parse thread), decompression, parsing and validation
-(:func:`intake.typed_parse.parse_v2_body` / ``parse_v1_body``), the partition of each batch
-and its encoded points message; then in the main thread (the event loop's part), the
-series-announcement check (:class:`intake.series_tracker.SeriesTracker`) with the encoded
-series message of what is new. Only HTTP and the Kafka produce call are left out. The
+Each request goes through what intake does for it, in the same threads: decompression,
+parsing and validation (:func:`intake.typed_parse.parse_v2_body` / ``parse_v1_body``), the
+partition of each batch and its encoded points message — in the main thread (the event
+loop) for a body within intake's ``inline_parse_max_bytes`` as sent and decompressed, as
+every row here is, otherwise in a worker thread (intake's parse thread; always, for intake
+code from before that setting); then in the main thread, the series-announcement check
+(:class:`intake.series_tracker.SeriesTracker`) with the encoded series message of what is
+new. Only HTTP and the Kafka produce call are left out. The
 process's malloc thresholds are set as ``python -m intake`` sets them
 (:mod:`intake.allocator`) unless ``--no-malloc-tuning``. Every
 request repeats the same series, as an agent does every interval, so after the first one
@@ -110,6 +112,14 @@ def parsers() -> tuple[BodyParser, BodyParser]:
     return typed.parse_v2_body, typed.parse_v1_body
 
 
+def inline_bound() -> int:
+    """Bodies up to this size, as sent and decompressed, intake parses on its event loop;
+    0 (always the parse thread) for intake code from before ``inline_parse_max_bytes``."""
+    from intake.settings import IntakeSettings
+
+    return int(getattr(IntakeSettings(), "inline_parse_max_bytes", 0))
+
+
 def placer() -> Placer:
     """How the intake code at hand places a key (topic, key -> partition)."""
     counts = PartitionCounts("unused:9092", {"points": PARTITIONS, "series": PARTITIONS})
@@ -136,16 +146,29 @@ def run(
     tracker = SeriesTracker(1_000_000)
     place = placer()
 
-    def worker(cache: SeriesIdentities, wire: bytes) -> tuple[ParsedPayload, list[Any]]:
-        parsed = parse(decode_body(wire, encoding, limits), ORG, window, cache)
+    inline = inline_bound()
+
+    def parse_encode(raw: bytes) -> tuple[ParsedPayload, list[Any]]:
+        parsed = parse(raw, ORG, window, identities)
         messages = []
         for b in parsed.batches:
             key = partition_key(ORG, b.points.metric)
             messages.append((place("points", key), key, encode_points(b.points)))
         return parsed, messages
 
+    def decode_parse_encode(wire: bytes) -> tuple[ParsedPayload, list[Any]]:
+        return parse_encode(decode_body(wire, encoding, limits))
+
     def request(pool: ThreadPoolExecutor, wire: bytes) -> int:
-        parsed, messages = pool.submit(worker, identities, wire).result()
+        # Where intake.app.Intake._parse_series does each step.
+        if len(wire) > inline:
+            parsed, messages = pool.submit(decode_parse_encode, wire).result()
+        else:
+            raw = decode_body(wire, encoding, limits)
+            if len(raw) > inline:
+                parsed, messages = pool.submit(parse_encode, raw).result()
+            else:
+                parsed, messages = parse_encode(raw)
         for b in parsed.batches:  # event loop: announce what is new, mark it once acked
             new = tracker.unannounced(b.series)
             if new is not None:
@@ -212,6 +235,7 @@ def main() -> None:
     parse_v2, parse_v1 = parsers()
     print(f"parsers: {parse_v2.__module__}.{parse_v2.__name__}, {parse_v1.__name__}")
     print(f"malloc thresholds: {malloc_tuning(not args.no_malloc_tuning)}")
+    print(f"parsed on the event loop up to: {inline_bound():,} bytes (0: always a thread)")
     for per_series in SHAPES:
         requests = shape_points(args.seed, now, per_series, args.series)
         n_series = POINTS_PER_REQUEST // per_series
