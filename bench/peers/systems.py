@@ -337,11 +337,12 @@ class Strata:
             self._proc.stop()
 
     def disk(self) -> dict[str, int]:
-        """After the stop: every RocksDB flushed and compacted with its own options (rocks
+        """After the stop: every RocksDB flushed and fully compacted (the last level rewritten,
+        as RocksDB's own compactions eventually do to old data) with its own options (rocks
         by :class:`~stores.rocks.shards.DayShards`, the indexes by ``open_db``), the archive
         compacted by ``python -m stores.archive compact``; then allocated bytes."""
         from stores.rocks.shards import DayShards
-        from stores.runtime.rocks import open_db, store_path
+        from stores.runtime.rocks import compact_fully, open_db, store_path
 
         rocks = store_path(self.data_dir, "rocks", "rocks-up")
         shards = DayShards(rocks)
@@ -352,7 +353,7 @@ class Strata:
         for path in indexes:
             db = open_db(path)
             db.flush(wait=True)
-            db.compact_range(None, None)
+            compact_fully(db)
             db.close()
         env = {**os.environ, "STRATA_DATA_DIR": str(self.data_dir)}
         subprocess.run(

@@ -21,13 +21,13 @@ from typing import Any, cast
 from rocksdict import DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
 
 from stores.rocks import layout
-from stores.runtime.rocks import StoreLocked
+from stores.runtime.rocks import StoreLocked, common_options, compact_fully
 
 log = logging.getLogger(__name__)
 
 
 def _options() -> Options:
-    opts = Options(raw_mode=True)
+    opts = common_options(Options(raw_mode=True))
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
     # zstd on SST blocks is the entropy coder of our block codec (docs/formats.md).
@@ -126,7 +126,7 @@ class DayShards:
     def compact(self) -> None:
         with self.lock:
             for shard in self._shards.values():
-                shard.compact_range(None, None)
+                compact_fully(shard)
 
     def close(self) -> None:
         with self.lock:
