@@ -12,8 +12,8 @@ hours start at yesterday's UTC midnight, so the default day is one compacted day
 What is measured (no Kafka, a local-directory object store in a temp dir, the real code):
 
 - **ingest**: the wire messages (encoded outside the timing) go through the writer's own
-  ``decode``, then :meth:`ArchiveSketchStore.apply` and ``make_durable`` in polls of 500
-  messages (the consumer loop's ``batch_max_messages``), uploading an object every
+  ``decode``, then :meth:`ArchiveSketchStore.apply` and ``make_durable`` in polls of
+  ``batch_max_messages`` messages (the consumer loop's default), uploading an object every
   ``archive_flush_sketches`` sketches (the service's default), then ``flush_all``;
 - **compaction**: :meth:`stores.archive.compaction.Compactor.run` (the points pass finds
   nothing; the sketch pass writes the day objects and their 1 m and 1 h rollups);
@@ -64,6 +64,7 @@ from stores.archive.settings import ArchiveSettings
 from stores.archive.sketches import ArchiveSketchReader, ArchiveSketchStore
 from stores.runtime.ownership import Ownership
 from stores.runtime.serving import ServingGuard
+from stores.runtime.settings import StoreSettings
 from stores.runtime.store import Record
 from strata.codec import SketchMessage, encode_sketches
 from strata.sketch import SketchBatch, SketchParams
@@ -73,7 +74,7 @@ ORG, METRIC = "bench", "bench.latency"
 PARTITION = 0
 TICK, MINUTE, HOUR, DAY = 10, 60, 3600, 86400
 TICKS_PER_HOUR = HOUR // TICK
-POLL = 500  # messages per apply: the consumer loop's default batch_max_messages
+POLL: int = StoreSettings.model_fields["batch_max_messages"].default  # per apply, as the loop
 RESOLUTIONS = (("raw", TICK), ("1m", MINUTE), ("1h", HOUR))
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -158,9 +159,9 @@ def hour_messages(
 
 
 def ingest(
-    store: ArchiveSketchStore, rng: np.random.Generator, fed: Fed, hours: int
+    store: ArchiveSketchStore, rng: np.random.Generator, fed: Fed, hours: int, batch: int = POLL
 ) -> tuple[float, float]:
-    """Feed ``hours`` of messages in polls of :data:`POLL` (generated an hour at a time,
+    """Feed ``hours`` of messages in polls of ``batch`` messages (generated an hour at a time,
     outside the timing); returns (seconds of decode + apply + make_durable + the final
     flush, of which decode)."""
     params = SketchParams()
@@ -184,9 +185,9 @@ def ingest(
 
     for hour in range(hours):
         waiting += hour_messages(rng, fed, hour, params)
-        while len(waiting) >= POLL:
-            poll(waiting[:POLL])
-            del waiting[:POLL]
+        while len(waiting) >= batch:
+            poll(waiting[:batch])
+            del waiting[:batch]
     poll(waiting)
     t0 = time.perf_counter()
     if not store.flush_all():
@@ -298,6 +299,7 @@ def run(
     repeats: int = 3,
     flush_sketches: int | None = None,
     out: Callable[[str], None] = print,
+    batch: int = POLL,
 ) -> Report:
     """One run (module docstring); raises :class:`WrongAnswer` on a wrong read."""
     if series < 1 or hours < 1:
@@ -325,7 +327,7 @@ def run(
         )
         store.bind_topic("bench")
         store.start_position(PARTITION, 0)
-        ingest_s, decode_s = ingest(store, rng, fed, hours)
+        ingest_s, decode_s = ingest(store, rng, fed, hours, batch)
         sketches, values = fed.counts.size, int(fed.counts.sum())
         n_ingest, ingest_bytes = sizes(objects, Family.SKETCHES)
         out(

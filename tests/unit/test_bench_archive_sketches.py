@@ -56,8 +56,9 @@ def test_tiny_run_completes_and_counts_match(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(ArchiveSketchStore, "apply", observed)
     lines: list[str] = []
-    # 500 sketches per object: several ingest objects, so reads merge across objects.
-    report = bench.run(6, 2, seed=5, repeats=1, flush_sketches=500, out=lines.append)
+    # 500 sketches per object, applied 100 messages (600 sketches) at a time: several
+    # ingest objects, so reads merge across objects.
+    report = bench.run(6, 2, seed=5, repeats=1, flush_sketches=500, out=lines.append, batch=100)
 
     fed = SketchBatch.concat(applied)
     assert len(fed) == report.sketches == 6 * 2 * 360
