@@ -31,20 +31,14 @@ from intake.decode import V1_LIMITS, V2_LIMITS, BodyError, BodyLimits, check_wir
 from intake.distributions import ParsedDistributions, parse_distributions
 from intake.heartbeats import HEARTBEAT_KEY, InFlight, heartbeat_emit_ms
 from intake.identity import SeriesIdentities
+from intake.messages import points_values, series_values, sketch_values
 from intake.parse import PayloadError, load_json
 from intake.producer import BrokerUnavailable, OutMessage, PartitionCounts, ReliableProducer
 from intake.rejections import TimeWindow
 from intake.series_tracker import SeriesTracker
 from intake.settings import IntakeSettings
 from intake.typed_parse import parse_v1_body, parse_v2_body
-from strata.codec import (
-    HeartbeatMarker,
-    SeriesBatch,
-    encode_heartbeat,
-    encode_points,
-    encode_series,
-    encode_sketches,
-)
+from strata.codec import HeartbeatMarker, SeriesBatch, encode_heartbeat
 from strata.keys import KeysFileError, KeyStore
 from strata.observability import FunctionCollector, instrument
 from strata.partitioning import partition_key
@@ -193,8 +187,9 @@ class Intake:
             topic = self.settings.topic_points
             for b in parsed.batches:
                 key = partition_key(org, b.points.metric)
-                value = encode_points(b.points)
-                messages.append(OutMessage(topic, self.partitions.place(topic, key), key, value))
+                partition = self.partitions.place(topic, key)
+                for value in points_values(b.points):
+                    messages.append(OutMessage(topic, partition, key, value))
         return parsed, messages
 
     async def _parse_series(
@@ -288,8 +283,9 @@ class Intake:
             topic = self.settings.topic_series
             for s in announcements:
                 key = partition_key(org, s.metric)
-                value = encode_series(s)
-                messages.append(OutMessage(topic, self.partitions.place(topic, key), key, value))
+                partition = self.partitions.place(topic, key)
+                for value in series_values(s):
+                    messages.append(OutMessage(topic, partition, key, value))
         return announcements, messages
 
     # --- distributions (intake/distributions.py) ---------------------------------------
@@ -315,8 +311,9 @@ class Intake:
             topic = self.settings.topic_sketches
             for b in parsed.batches:
                 key = partition_key(org, b.sketches.metric)
-                value = encode_sketches(b.sketches)
-                messages.append(OutMessage(topic, self.partitions.place(topic, key), key, value))
+                partition = self.partitions.place(topic, key)
+                for value in sketch_values(b.sketches):
+                    messages.append(OutMessage(topic, partition, key, value))
         return parsed, messages
 
     async def submit_distributions(self, request: Request, agent: bool = False) -> Response:
