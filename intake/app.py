@@ -3,8 +3,10 @@
 Request flow: API key -> org (403 otherwise); the body is read with the wire limit enforced
 while streaming (413); decompression, JSON parsing and encoding run on the event loop for a
 body of the usual size and in a parse thread for a large one (400/413/415 on bad input);
-new (series, bucket) pairs and the points are produced together and the answer is 202 only
-once the broker acknowledged every message (503 with Retry-After otherwise). Keys are never
+new (series, bucket) pairs and the points are produced together, sharing points messages
+with requests that arrive within ``coalesce_ms`` (intake/coalesce.py), and the answer is 202
+only once the broker acknowledged every message holding them (503 with Retry-After
+otherwise). Keys are never
 logged; the org is.
 """
 
@@ -26,19 +28,20 @@ from starlette.concurrency import run_in_threadpool
 
 from intake.agent_sketches import parse_sketch_payload
 from intake.batching import ParsedPayload
+from intake.coalesce import Coalescer, Destination
 from intake.counters import IntakeCounters
 from intake.decode import V1_LIMITS, V2_LIMITS, BodyError, BodyLimits, check_wire_size, decode_body
 from intake.distributions import ParsedDistributions, parse_distributions
 from intake.heartbeats import HEARTBEAT_KEY, InFlight, heartbeat_emit_ms
 from intake.identity import SeriesIdentities
-from intake.messages import points_values, series_values, sketch_values
+from intake.messages import series_values, sketch_values
 from intake.parse import PayloadError, load_json
 from intake.producer import BrokerUnavailable, OutMessage, PartitionCounts, ReliableProducer
 from intake.rejections import TimeWindow
 from intake.series_tracker import SeriesTracker
 from intake.settings import IntakeSettings
 from intake.typed_parse import parse_v1_body, parse_v2_body
-from strata.codec import HeartbeatMarker, SeriesBatch, encode_heartbeat
+from strata.codec import HeartbeatMarker, PointBatch, SeriesBatch, encode_heartbeat
 from strata.keys import KeysFileError, KeyStore
 from strata.observability import FunctionCollector, instrument
 from strata.partitioning import partition_key
@@ -106,8 +109,17 @@ class Intake:
         )
         self.partitions: PartitionCounts | None = None
         self._topics = (settings.topic_points, settings.topic_series, settings.topic_sketches)
+        self.coalescer = Coalescer(
+            self.producer.produce_all,
+            window=settings.coalesce_ms / 1000,
+            max_points=settings.coalesce_max_points,
+            on_sent=self._count_sent,
+        )
         self.inflight = InFlight()
         self._parse_limiter: CapacityLimiter | None = None
+
+    def _count_sent(self, messages: int) -> None:
+        self.counters.messages_produced += messages
 
     def _count_replacement(self) -> None:
         self.counters.producers_replaced += 1
@@ -139,6 +151,7 @@ class Intake:
                 await run_in_threadpool(self.partitions.refresh, self._topics)
 
     async def stop(self) -> None:
+        await self.coalescer.close()
         await run_in_threadpool(self.producer.close)
 
     # --- requests ----------------------------------------------------------------------
@@ -168,33 +181,31 @@ class Intake:
 
     def _decode_and_parse(
         self, api: _Api, org: str, body: bytes, encoding: str | None
-    ) -> tuple[ParsedPayload, list[OutMessage]]:
+    ) -> tuple[ParsedPayload, list[tuple[Destination, PointBatch]]]:
         """Everything CPU-bound about a request (in a parse thread)."""
-        return self._parse_and_encode(api, org, decode_body(body, encoding, api.limits))
+        return self._parse_and_place(api, org, decode_body(body, encoding, api.limits))
 
-    def _parse_and_encode(
+    def _parse_and_place(
         self, api: _Api, org: str, raw: bytes
-    ) -> tuple[ParsedPayload, list[OutMessage]]:
+    ) -> tuple[ParsedPayload, list[tuple[Destination, PointBatch]]]:
         window = TimeWindow(
             int(self._clock()),
             self.settings.late_window_for(org),
             self.settings.future_window_seconds,
         )
         parsed = api.parse(raw, org, window, self.identities)
-        messages = []
+        placed = []
         if parsed.batches:
             assert self.partitions is not None
             topic = self.settings.topic_points
             for b in parsed.batches:
                 key = partition_key(org, b.points.metric)
-                partition = self.partitions.place(topic, key)
-                for value in points_values(b.points):
-                    messages.append(OutMessage(topic, partition, key, value))
-        return parsed, messages
+                placed.append(((topic, self.partitions.place(topic, key), key), b.points))
+        return parsed, placed
 
     async def _parse_series(
         self, api: _Api, org: str, body: bytes, encoding: str | None
-    ) -> tuple[ParsedPayload, list[OutMessage]]:
+    ) -> tuple[ParsedPayload, list[tuple[Destination, PointBatch]]]:
         """A series body of the usual size is decompressed and parsed right here, on the
         event loop: handing it to the parse thread and the result back costs two thread
         wake-ups, more than its parse (docs/intake.md, "Threads"). Larger bodies, as
@@ -205,8 +216,8 @@ class Intake:
             return await self._parse_thread(self._decode_and_parse, api, org, body, encoding)
         raw = decode_body(body, encoding, api.limits)
         if len(raw) > inline:
-            return await self._parse_thread(self._parse_and_encode, api, org, raw)
-        return self._parse_and_encode(api, org, raw)
+            return await self._parse_thread(self._parse_and_place, api, org, raw)
+        return self._parse_and_place(api, org, raw)
 
     async def submit(self, api: _Api, request: Request) -> Response:
         org = self.org_for(request)
@@ -247,7 +258,7 @@ class Intake:
     async def _submit(self, api: _Api, request: Request, org: str) -> Response:
         body = await self.read_body(request, api.limits)
         try:
-            parsed, point_messages = await self._parse_series(
+            parsed, points = await self._parse_series(
                 api, org, body, request.headers.get("content-encoding")
             )
         except PayloadError as exc:
@@ -255,12 +266,12 @@ class Intake:
             self.counters.requests_refused[400] += 1
             return _errors(400, str(exc))
         announcements, messages = self._announcements(org, [b.series for b in parsed.batches])
-        messages.extend(point_messages)
-        await self.producer.produce_all(messages)
+        # Points messages are shared with concurrent requests (intake/coalesce.py); this
+        # returns once the broker acknowledged every one holding this request's points.
+        await self.coalescer.send(points, messages)
         # Only now: a failed request must not suppress the next announcement.
         for s in announcements:
             self.tracker.mark(s)
-        self.counters.messages_produced += len(messages)
         self.counters.points_accepted += parsed.accepted
         self.counters.points_rejected.update(parsed.rejected_by_reason())
         if api.v1:

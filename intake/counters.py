@@ -42,7 +42,8 @@ class IntakeCounters:
     produce_seconds: Histogram = field(default_factory=_produce_histogram)
 
     def produced(self, seconds: float, error: str | None) -> None:
-        """The producer's ``on_result``: latency of acknowledged requests, failures by reason."""
+        """The producer's ``on_result``: latency of acknowledged produce calls (a coalesced
+        flush, a distribution request, a heartbeat), failures by reason."""
         if error is None:
             self.produce_seconds.observe(seconds)
         else:
@@ -86,7 +87,8 @@ class IntakeCounters:
         )
         yield counter(
             f"{prefix}_kafka_produce_errors",
-            "requests whose messages the broker did not acknowledge, by reason",
+            "produce calls (a coalesced flush of requests, a distribution request, a "
+            "heartbeat) whose messages the broker did not acknowledge, by reason",
             ("reason",),
             [((r,), n) for r, n in sorted(dict(self.produce_errors).items())],
         )

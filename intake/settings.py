@@ -51,6 +51,17 @@ class IntakeSettings(CommonSettings):
         description="series bodies up to this size (as received, and decompressed) are parsed "
         "on the event loop instead of a parse thread (0: always the thread)",
     )
+    coalesce_ms: float = Field(
+        default=10.0,
+        ge=0,
+        description="requests arriving within this many ms share points messages and one "
+        "acknowledgement wait (0: each request produces on its own; docs/intake.md)",
+    )
+    coalesce_max_points: int = Field(
+        default=20_000,
+        ge=1,
+        description="a coalesced flush is sent at once when it holds this many points",
+    )
     identity_cache_size: int = Field(
         default=100_000,
         ge=1,

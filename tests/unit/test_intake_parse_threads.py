@@ -59,13 +59,13 @@ def _where_series_bodies_parse(inline_max: int, body: bytes, encoding: str | Non
     intake = Intake(settings)
     intake.partitions = PartitionCounts(settings.kafka_bootstrap, {settings.topic_points: 4})
     seen: list[int] = []
-    parse = intake._parse_and_encode
+    parse = intake._parse_and_place
 
     def recording(*args: object) -> object:
         seen.append(threading.get_ident())
         return parse(*args)  # type: ignore[arg-type]
 
-    intake._parse_and_encode = recording  # type: ignore[assignment,method-assign]
+    intake._parse_and_place = recording  # type: ignore[assignment,method-assign]
 
     async def main() -> int:
         parsed, messages = await intake._parse_series(_V2, "org", body, encoding)
