@@ -1,13 +1,12 @@
 """The intake HTTP API: auth, body limits, parse, produce, answer (docs/intake.md).
 
 Request flow: API key -> org (403 otherwise); the body is read with the wire limit enforced
-while streaming (413); decompression, JSON parsing and encoding run on the event loop for a
-body of the usual size and in a parse thread for a large one (400/413/415 on bad input);
-new (series, bucket) pairs and the points are produced together, sharing points messages
-with requests that arrive within ``coalesce_ms`` (intake/coalesce.py), and the answer is 202
-only once the broker acknowledged every message holding them (503 with Retry-After
-otherwise). Keys are never
-logged; the org is.
+while streaming (413); decompression and JSON parsing run on the event loop for a body of
+the usual size and in a parse thread for a large one (400/413/415 on bad input); new
+(series, bucket) pairs and the points are produced together, the points sharing messages
+with requests that arrive within ``coalesce_ms`` (intake/coalesce.py), and the answer is
+202 only once the broker acknowledged every message holding them (503 with Retry-After
+otherwise). Keys are never logged; the org is.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ request into a 503 its client retried forever. So a batch that encodes to more t
 Consumers never relied on one request being one message: duplicates resolve by value, not
 by position (strata.conflict), and series announcements are per row.
 
+Points rows have a fixed size, so points are cut into equal slices at once.
 A single row that cannot fit (a series with megabytes of tags) is refused with 413 naming
 the metric, instead of a 503 that would never succeed on retry.
 """
@@ -90,7 +91,19 @@ def encode_within(
 
 
 def points_values(batch: PointBatch, limit: int = MAX_MESSAGE_BYTES) -> list[bytes]:
-    return encode_within(batch, encode_points, points_rows, limit)
+    """Points rows have a fixed size (24 bytes), so a large batch is cut into equal slices
+    directly, each encoded once (a 62 MB v1 body would otherwise be encoded ~7 times)."""
+    header = len(encode_points(points_rows(batch, 0, 0)))
+    per_message = (limit - header) // 24
+    n = len(batch)
+    if per_message < 1:
+        return encode_within(batch, encode_points, points_rows, limit)  # names the problem
+    if n <= per_message:
+        return [encode_points(batch)]
+    return [
+        encode_points(points_rows(batch, start, min(start + per_message, n)))
+        for start in range(0, n, per_message)
+    ]
 
 
 def series_values(batch: SeriesBatch, limit: int = MAX_MESSAGE_BYTES) -> list[bytes]:

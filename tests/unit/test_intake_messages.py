@@ -55,7 +55,7 @@ def test_points_beyond_the_limit_become_values_within_it_in_row_order() -> None:
     batch = _points(100_000)  # 2.4 MB encoded
     assert len(encode_points(batch)) > MAX_MESSAGE_BYTES
     values = points_values(batch)
-    assert len(values) > 1
+    assert len(values) == 5  # 21 844 points fit 512 KiB with the header
     assert all(len(v) <= MAX_MESSAGE_BYTES for v in values)
     parts = [decode_points(v) for v in values]
     assert all((p.org, p.metric) == ("acme", "cpu.user") for p in parts)
@@ -95,3 +95,8 @@ def test_one_row_that_cannot_fit_is_413_naming_the_metric() -> None:
     batch = _series(1, tag_bytes=2000)
     with pytest.raises(PayloadTooLarge, match=r"'cpu\.user'.*more than a Kafka message"):
         series_values(batch, limit=1000)
+
+
+def test_a_limit_below_the_header_is_413_not_a_loop() -> None:
+    with pytest.raises(PayloadTooLarge, match="more than a Kafka message"):
+        points_values(_points(10), limit=10)
