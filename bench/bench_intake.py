@@ -13,7 +13,10 @@ loop) for a body within intake's ``inline_parse_max_bytes`` as sent and decompre
 every row here is, otherwise in a worker thread (intake's parse thread; always, for intake
 code from before that setting); then in the main thread, the series-announcement check
 (:class:`intake.series_tracker.SeriesTracker`) with the encoded series message of what is
-new. Only HTTP and the Kafka produce call are left out. The
+new. Only HTTP and the Kafka produce call are left out, and intake's coalescing of
+concurrent requests' points into shared messages (intake/coalesce.py): each request's
+points are encoded on their own here (:func:`encoders`), as intake does
+with a lone request. The
 process's malloc thresholds are set as ``python -m intake`` sets them
 (:mod:`intake.allocator`) unless ``--no-malloc-tuning``. Every
 request repeats the same series, as an agent does every interval, so after the first one
@@ -58,7 +61,6 @@ from intake.identity import SeriesIdentities
 from intake.producer import PartitionCounts
 from intake.rejections import TimeWindow
 from intake.series_tracker import SeriesTracker
-from strata.codec import encode_points, encode_series
 from strata.partitioning import partition_for, partition_key
 
 POINTS_PER_REQUEST = 1_000
@@ -112,6 +114,16 @@ def parsers() -> tuple[BodyParser, BodyParser]:
     return typed.parse_v2_body, typed.parse_v1_body
 
 
+def encoders() -> tuple[Callable[[Any], list[bytes]], Callable[[Any], list[bytes]]]:
+    """(points, series) batch -> message values, as the intake code at hand makes them."""
+    messages = _local("messages")
+    if messages is None:  # intake before batches were cut to fit a message
+        from strata.codec import encode_points, encode_series
+
+        return (lambda b: [encode_points(b)]), (lambda b: [encode_series(b)])
+    return messages.points_values, messages.series_values
+
+
 def inline_bound() -> int:
     """Bodies up to this size, as sent and decompressed, intake parses on its event loop;
     0 (always the parse thread) for intake code from before ``inline_parse_max_bytes``."""
@@ -147,13 +159,14 @@ def run(
     place = placer()
 
     inline = inline_bound()
+    points_values, series_values = encoders()
 
     def parse_encode(raw: bytes) -> tuple[ParsedPayload, list[Any]]:
         parsed = parse(raw, ORG, window, identities)
-        messages = []
+        messages: list[tuple[int, bytes, bytes]] = []
         for b in parsed.batches:
             key = partition_key(ORG, b.points.metric)
-            messages.append((place("points", key), key, encode_points(b.points)))
+            messages.extend((place("points", key), key, v) for v in points_values(b.points))
         return parsed, messages
 
     def decode_parse_encode(wire: bytes) -> tuple[ParsedPayload, list[Any]]:
@@ -173,7 +186,7 @@ def run(
             new = tracker.unannounced(b.series)
             if new is not None:
                 key = partition_key(ORG, new.metric)
-                messages.append((place("series", key), key, encode_series(new)))
+                messages.extend((place("series", key), key, v) for v in series_values(new))
                 tracker.mark(new)
         return parsed.accepted
 
