@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
+from intake.messages import MAX_MESSAGE_BYTES
 from intake.settings import IntakeSettings
 from strata.codec import decode_points, decode_series
 from strata.keys import create_keys
@@ -53,6 +55,20 @@ def post(intake: RunningIntake, path: str, key: str, json: object, **kw: object)
         headers={"DD-API-KEY": key},
         timeout=15,
         **kw,  # type: ignore[arg-type]
+    )
+
+
+def post_gzip(intake: RunningIntake, path: str, key: str, body: object) -> httpx.Response:
+    """``body`` as JSON, gzip-compressed as the agent sends it."""
+    return httpx.post(
+        intake.url + path,
+        content=gzip.compress(json.dumps(body).encode()),
+        headers={
+            "DD-API-KEY": key,
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+        },
+        timeout=30,
     )
 
 
@@ -110,19 +126,7 @@ def test_v1_gzip_submission_and_response_has_no_errors_key(
             {"metric": "v1.m", "points": [[now - 99999, 5.0], [now, float("nan")]]},
         ]
     }
-    import json
-
-    raw = gzip.compress(json.dumps(body).encode())
-    r = httpx.post(
-        intake.url + "/api/v1/series",
-        content=raw,
-        headers={
-            "DD-API-KEY": api_key,
-            "Content-Encoding": "gzip",
-            "Content-Type": "application/json",
-        },
-        timeout=15,
-    )
+    r = post_gzip(intake, "/api/v1/series", api_key, body)
     assert r.status_code == 202, r.text
     assert r.json() == {"status": "ok"}
     (rec,) = read_topic(settings.kafka_bootstrap, settings.topic_points, expect=1)
@@ -316,3 +320,44 @@ def test_datadog_package_submits_without_error(
         [int(now)],
         [3.5],
     )
+
+
+# --- bodies beyond one Kafka message (intake/messages.py) ---------------------------------
+
+
+def test_one_metric_beyond_a_message_is_split_and_kept_whole(
+    intake: RunningIntake, settings: IntakeSettings, api_key: str
+) -> None:
+    now = int(time.time())
+    n = 100_000  # 2.4 MB of encoded columns: more than one Kafka message may hold
+    series = [
+        {
+            "metric": "big.metric",
+            "type": "gauge",
+            "points": [[now - 7000 + j % 7000, j] for j in range(s, n, 50)],
+            "tags": [f"shard:{s}"],
+        }
+        for s in range(50)
+    ]
+    r = post_gzip(intake, "/api/v1/series", api_key, {"series": series})
+    assert r.status_code == 202, r.text
+    at_least = -(-24 * n // MAX_MESSAGE_BYTES)  # the columns alone need this many messages
+    records = read_topic(settings.kafka_bootstrap, settings.topic_points, expect=at_least)
+    assert all(len(rec.value) <= MAX_MESSAGE_BYTES for rec in records)
+    assert len({rec.partition for rec in records}) == 1  # one metric: one partition
+    batches = [decode_points(rec.value) for rec in records]
+    assert sum(len(b) for b in batches) == n
+    values = np.sort(np.concatenate([b.value for b in batches]))
+    assert np.array_equal(values, np.arange(n, dtype=np.float64))
+
+
+def test_a_series_too_large_for_any_message_is_413_naming_the_metric(
+    intake: RunningIntake, settings: IntakeSettings, api_key: str
+) -> None:
+    tags = [f"k{i}:{'v' * 190}" for i in range(3000)]  # ~590 KB of tags on one series
+    body = {"series": [{"metric": "wide.metric", "points": [[int(time.time()), 1]], "tags": tags}]}
+    r = post_gzip(intake, "/api/v1/series", api_key, body)
+    assert r.status_code == 413, r.text
+    assert "wide.metric" in r.json()["errors"][0]
+    # Nothing of it was produced: no points without their announcement.
+    assert read_topic(settings.kafka_bootstrap, settings.topic_points, expect=1, timeout=2) == []
