@@ -93,13 +93,13 @@ def encode_within(
 def points_values(batch: PointBatch, limit: int = MAX_MESSAGE_BYTES) -> list[bytes]:
     """Points rows have a fixed size (24 bytes), so a large batch is cut into equal slices
     directly, each encoded once (a 62 MB v1 body would otherwise be encoded ~7 times)."""
-    header = len(encode_points(points_rows(batch, 0, 0)))
-    per_message = (limit - header) // 24
+    value = encode_points(batch)
+    if len(value) <= limit:
+        return [value]
     n = len(batch)
+    per_message = (limit - (len(value) - 24 * n)) // 24  # what fits beside the header
     if per_message < 1:
         return encode_within(batch, encode_points, points_rows, limit)  # names the problem
-    if n <= per_message:
-        return [encode_points(batch)]
     return [
         encode_points(points_rows(batch, start, min(start + per_message, n)))
         for start in range(0, n, per_message)

@@ -6,6 +6,7 @@ import gzip
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -361,3 +362,38 @@ def test_a_series_too_large_for_any_message_is_413_naming_the_metric(
     assert "wide.metric" in r.json()["errors"][0]
     # Nothing of it was produced: no points without their announcement.
     assert read_topic(settings.kafka_bootstrap, settings.topic_points, expect=1, timeout=2) == []
+
+
+# --- concurrent requests sharing messages (intake/coalesce.py) ------------------------------
+
+
+def test_concurrent_requests_share_one_points_message_on_the_broker(
+    strata_env: dict[str, str], api_key: str
+) -> None:
+    # A window long enough that both requests surely fall into it on a busy machine.
+    settings = intake_settings(strata_env, late_window_seconds=7200, coalesce_ms=1000)
+    now = int(time.time())
+
+    def body(first: int) -> dict[str, object]:
+        return {
+            "series": [
+                {
+                    "metric": "shared.metric",
+                    "type": 3,
+                    "points": [{"timestamp": now - j, "value": first + j} for j in range(5)],
+                    "resources": [{"name": f"host-{first}", "type": "host"}],
+                }
+            ]
+        }
+
+    with running_intake(settings) as intake, ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(lambda b: post(intake, "/api/v2/series", api_key, b), [body(0), body(100)])
+        )
+        assert [r.status_code for r in answers] == [202, 202], [r.text for r in answers]
+        # One points message for both; each request announces its own new series.
+        assert intake.intake.counters.messages_produced == 3
+    (rec,) = read_topic(settings.kafka_bootstrap, settings.topic_points, expect=1)
+    batch = decode_points(rec.value)
+    assert sorted(batch.value.tolist()) == [0, 1, 2, 3, 4, 100, 101, 102, 103, 104]
+    assert len(set(batch.sid.tolist())) == 2  # both requests' series

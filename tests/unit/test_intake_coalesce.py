@@ -1,7 +1,8 @@
 """Concurrent requests sharing points messages (intake/coalesce.py), with a recorded produce.
 
-The broker side (a real tansu) is covered by tests/integration/test_intake_api.py and
-test_intake_broker_failure.py, which go through the same code."""
+The broker side (a real tansu) is covered by tests/integration/test_intake_api.py (two
+concurrent requests land in one points message) and test_intake_broker_failure.py, which go
+through the same code."""
 
 from __future__ import annotations
 
