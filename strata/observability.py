@@ -2,11 +2,11 @@
 
 Pieces, each usable alone:
 
-- :func:`instrument` puts :class:`HttpMetrics` (an ASGI middleware) and the ``/metrics``
-  route on an app. Requests are counted by route *template* (``/api/v2/metrics/{name}/
-  all-tags``), method and status, with a latency histogram by route and method; the raw path
-  never becomes a label, so metric names, orgs and keys cannot leak into the metrics or
-  blow up their cardinality.
+- :func:`instrument` puts :class:`HttpMetrics` (an ASGI middleware counting into
+  :class:`HttpFamilies`) and the ``/metrics`` route on an app. Requests are counted by
+  route *template* (``/api/v2/metrics/{name}/all-tags``), method and status, with a
+  latency histogram by route and method; the raw path never becomes a label, so metric
+  names, orgs and keys cannot leak into the metrics or blow up their cardinality.
 - Values the services already keep (intake counters, cache stats, offsets, watermarks) are
   read at scrape time by a collector (:class:`Families`, :class:`FunctionCollector`)
   instead of being copied into gauges on a hot path: no per-point work.
@@ -100,23 +100,22 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED
 
 
-class HttpMetrics:
-    """ASGI middleware: ``<prefix>_http_requests_total{method,route,status}`` and
-    ``<prefix>_http_request_duration_seconds{method,route}`` (until the response is sent).
+class HttpFamilies:
+    """``<prefix>_http_requests_total{method,route,status}`` and
+    ``<prefix>_http_request_duration_seconds{method,route}`` (until the response is sent),
+    registered in ``registry``.
 
-    ``labels`` are constant labels added to both (e.g. ``kind`` of a store). An exception
-    escaping the app is counted as a 500 and re-raised.
+    ``labels`` are constant labels added to both (e.g. ``kind`` of a store). Counted by
+    :class:`HttpMetrics`, or directly by a route served before the framework's own
+    dispatch (intake's series routes: intake/app.py).
     """
 
     def __init__(
         self,
-        app: ASGIApp,
-        *,
         registry: CollectorRegistry,
         prefix: str,
         labels: Mapping[str, str] | None = None,
     ) -> None:
-        self.app = app
         const = dict(labels or {})
         names = [*const, "method", "route"]
         self._const = tuple(const.values())
@@ -133,6 +132,22 @@ class HttpMetrics:
             registry=registry,
             buckets=HTTP_BUCKETS,
         )
+
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        """One answered request; its route label is :func:`route_template` of ``scope``."""
+        method = scope.get("method", "")
+        labels = (*self._const, method if method in _METHODS else "other", route_template(scope))
+        self._latency.labels(*labels).observe(seconds)
+        self._requests.labels(*labels, str(status)).inc()
+
+
+class HttpMetrics:
+    """ASGI middleware counting every HTTP request into :class:`HttpFamilies`. An exception
+    escaping the app is counted as a 500 and re-raised."""
+
+    def __init__(self, app: ASGIApp, *, families: HttpFamilies) -> None:
+        self.app = app
+        self._families = families
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,11 +168,7 @@ class HttpMetrics:
             status = 500
             raise
         finally:
-            method = scope.get("method", "")
-            labels = (*self._const, method if method in _METHODS else "other")
-            labels = (*labels, route_template(scope))
-            self._latency.labels(*labels).observe(time.perf_counter() - start)
-            self._requests.labels(*labels, str(status)).inc()
+            self._families.observe(scope, status, time.perf_counter() - start)
 
 
 def metrics_route(app: Any, registry: CollectorRegistry) -> None:
@@ -179,11 +190,16 @@ def instrument(
     *,
     registry: CollectorRegistry | None = None,
     labels: Mapping[str, str] | None = None,
+    families: HttpFamilies | None = None,
 ) -> CollectorRegistry:
     """Add :class:`HttpMetrics` and ``GET /metrics`` to a FastAPI ``app``; return its
-    registry (a :func:`new_registry` unless given) for the service's own collectors."""
+    registry (a :func:`new_registry` unless given) for the service's own collectors.
+    ``families``: the HTTP families to count into, when the caller needs them too (made
+    here, in the registry, from ``prefix`` and ``labels`` otherwise)."""
     reg = registry if registry is not None else new_registry()
-    app.add_middleware(HttpMetrics, registry=reg, prefix=prefix, labels=labels)
+    if families is None:
+        families = HttpFamilies(reg, prefix, labels)
+    app.add_middleware(HttpMetrics, families=families)
     metrics_route(app, reg)
     return reg
 
