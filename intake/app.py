@@ -100,6 +100,7 @@ class Intake:
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
                 "linger.ms": settings.linger_ms,
+                "compression.type": settings.compression,
                 "queue.buffering.max.messages": settings.queue_max_messages,
                 # Reconnect quickly once a restarted broker is back.
                 "reconnect.backoff.max.ms": 1000,

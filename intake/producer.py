@@ -157,6 +157,11 @@ class ReliableProducer:
         self._generations = 0
         self._current: _Generation | None = None
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The librdkafka configuration every generation of the producer is made with."""
+        return dict(self._config)
+
     def _producer(self) -> _Generation:
         gen = self._current
         if gen is None or gen.broken:

@@ -5,6 +5,8 @@ Read once in ``intake.__main__`` and passed down; every field is listed in docs/
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from strata.settings import CommonSettings
@@ -30,6 +32,12 @@ class IntakeSettings(CommonSettings):
     )
     retry_after_seconds: int = Field(default=1, ge=0, description="Retry-After sent with 503")
     linger_ms: int = Field(default=5, ge=0, description="producer linger.ms")
+    # The broker stores and serves what it is sent: lz4 batches of columnar points are
+    # a fraction of the bytes tansu copies, for little producer and consumer CPU
+    # (docs/intake.md, "What is written to Kafka").
+    compression: Literal["none", "lz4", "snappy", "gzip", "zstd"] = Field(
+        default="lz4", description="producer compression.type of every message intake writes"
+    )
     queue_max_messages: int = Field(
         default=100_000, ge=1, description="producer local queue bound (full -> 503)"
     )

@@ -397,3 +397,24 @@ def test_concurrent_requests_share_one_points_message_on_the_broker(
     batch = decode_points(rec.value)
     assert sorted(batch.value.tolist()) == [0, 1, 2, 3, 4, 100, 101, 102, 103, 104]
     assert len(set(batch.sid.tolist())) == 2  # both requests' series
+
+
+@pytest.mark.parametrize("compression", ["none", "lz4", "snappy", "gzip", "zstd"])
+def test_every_compression_setting_lands_whole_on_the_broker(
+    strata_env: dict[str, str], compression: str
+) -> None:
+    """Every ``compression`` intake accepts is one tansu stores and consumers read back."""
+    settings = intake_settings(strata_env, compression=compression)
+    key = create_keys(settings.keys_path, ORG).api_key
+    now = int(time.time())
+    series = [
+        {"metric": "test.codec", "points": [[now - j, j / 3] for j in range(200)], "tags": []}
+    ]
+    with running_intake(settings) as running:
+        assert running.intake.producer.config["compression.type"] == compression
+        r = post(running, "/api/v1/series", key, {"series": series})
+        assert r.status_code == 202, r.text
+    (record,) = read_topic(settings.kafka_bootstrap, settings.topic_points, expect=1)
+    batch = decode_points(record.value)
+    assert batch.ts.tolist() == [now - j for j in range(200)]
+    assert batch.value.tolist() == [j / 3 for j in range(200)]

@@ -24,3 +24,12 @@ def test_per_org_late_window_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.late_window_for("big") == 86400
     assert s.late_window_for("small") == 3600
     assert s.port == 9123
+
+
+def test_producer_compression(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert IntakeSettings().compression == "lz4"
+    monkeypatch.setenv("STRATA_COMPRESSION", "zstd")
+    assert IntakeSettings().compression == "zstd"
+    monkeypatch.setenv("STRATA_COMPRESSION", "brotli")
+    with pytest.raises(ValueError, match="compression"):
+        IntakeSettings()
