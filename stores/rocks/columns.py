@@ -77,12 +77,27 @@ def varint_encode(z: U64) -> tuple[U8, I64]:
         nbytes += more
     ends = np.cumsum(nbytes)
     first = ends - nbytes
-    out = np.empty(int(ends[-1]) if z.size else 0, dtype=np.uint8)
-    for k in range(int(nbytes.max()) if z.size else 0):
-        sel = nbytes > k
-        part = (z[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        cont = np.where(nbytes[sel] - 1 > k, np.uint64(0x80), np.uint64(0))
-        out[first[sel] + k] = (part | cont).astype(np.uint8)
+    out = np.empty(int(ends[-1]), dtype=np.uint8)
+    multi = np.flatnonzero(nbytes > 1)
+    if 2 * multi.size > z.size:
+        for k in range(int(nbytes.max())):
+            sel = nbytes > k
+            part = (z[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)
+            cont = np.where(nbytes[sel] - 1 > k, np.uint64(0x80), np.uint64(0))
+            out[first[sel] + k] = (part | cont).astype(np.uint8)
+        return out, nbytes
+    # Mostly one-byte values (timestamp deltas of deltas, small value deltas): every value's
+    # first byte in one pass, then the further bytes of the few longer ones, instead of
+    # selecting among all values at every byte position.
+    low = (z & np.uint64(0x7F)).astype(np.uint8)
+    low[multi] |= np.uint8(0x80)
+    out[first] = low
+    zm, nm, fm = z[multi], nbytes[multi], first[multi]
+    for k in range(1, int(nm.max())):
+        sel = nm > k
+        part = ((zm[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
+        part[nm[sel] - 1 > k] |= np.uint8(0x80)
+        out[fm[sel] + k] = part
     return out, nbytes
 
 
@@ -127,6 +142,22 @@ def decimal_scales(v: F64, counts: I64) -> npt.NDArray[np.int16]:
     """Per group: the smallest e <= MAX_SCALE such that every value is exactly
     ``rint(v * 10**e) / 10**e`` (bit for bit) with an integer below 2**53 and no value is
     -0.0; -1 where there is none."""
+    # Integral values everywhere (counts, bytes, integer gauges, and their rollups) are
+    # scale 0 in every group: one pass instead of the search below. ``rint(x) == x``
+    # holds for exactly the finite integral values, as the search's bit test at e = 0
+    # does; -0.0 compares equal to 0.0, so it is excluded apart as there.
+    if (
+        v.size
+        and (np.rint(v) == v).all()
+        and (np.abs(v) < _EXACT_INT).all()
+        and not ((v == 0) & np.signbit(v)).any()
+    ):
+        return np.zeros(counts.size, dtype=np.int16)
+    return _searched_scales(v, counts)
+
+
+def _searched_scales(v: F64, counts: I64) -> npt.NDArray[np.int16]:
+    """:func:`decimal_scales` by trying every scale from 0 up, value by value."""
     gid = group_ids(counts)
     best = np.full(v.size, -1, dtype=np.int16)
     # -0.0 would come back as the integer 0, i.e. +0.0: it needs the XOR codec.
@@ -172,15 +203,15 @@ def encode_floats(v: F64, counts: I64) -> tuple[U8, I64, U8, U8]:
     pos = np.arange(v.size, dtype=np.int64) - starts[gid]
     scale = decimal_scales(v, counts)
     decimal_group = scale >= 0
+    if decimal_group.all():
+        # Every group decimal (the usual case): no selection of rows, and the stream is
+        # the varints as they come, already in group order.
+        dec_bytes, out_len = _decimal_varints(v, gid, pos, scale, groups)
+        return dec_bytes, out_len, np.zeros(groups, np.uint8), scale.astype(np.uint8)
     is_dec = decimal_group[gid]
-    out_len = np.zeros(groups, dtype=np.int64)
     # Decimal rows.
     dec_rows = np.flatnonzero(is_dec)
-    m = np.rint(v[dec_rows] * POW10[scale[gid[dec_rows]]]).astype(np.int64)
-    dpos = pos[dec_rows]
-    delta = m - shift_in_group(m, dpos, 1)
-    dec_bytes, dec_nb = varint_encode(zigzag(delta))
-    out_len += per_group_sum(dec_nb, gid[dec_rows], groups)
+    dec_bytes, out_len = _decimal_varints(v[dec_rows], gid[dec_rows], pos[dec_rows], scale, groups)
     # XOR rows.
     xor_rows = np.flatnonzero(~is_dec)
     bits = v[xor_rows].view(np.int64)
@@ -205,6 +236,19 @@ def encode_floats(v: F64, counts: I64) -> tuple[U8, I64, U8, U8]:
     stream[ranges(gstart, out_len - dec_len)] = xor_bytes
     codec = np.where(decimal_group, CODEC_DECIMAL, CODEC_XOR).astype(np.uint8)
     return stream, out_len, codec, np.maximum(scale, 0).astype(np.uint8)
+
+
+def _decimal_varints(
+    v: F64, gid: Idx, pos: I64, scale: npt.NDArray[np.int16], groups: int
+) -> tuple[U8, I64]:
+    """Zigzag varints of the in-group deltas of ``rint(v * 10**scale)`` for rows of
+    decimal groups (``gid``, ``pos``: each row's group and position in it), and the bytes
+    each group took."""
+    # At scale 0 everywhere the values are integers already (decimal_scales checked them).
+    m = (np.rint(v * POW10[scale[gid]]) if scale.any() else v).astype(np.int64)
+    delta = m - shift_in_group(m, pos, 1)
+    data, nbytes = varint_encode(zigzag(delta))
+    return data, per_group_sum(nbytes, gid, groups)
 
 
 def decode_floats(stream: U8, lengths: I64, counts: I64, codec: U8, scale: U8) -> F64:

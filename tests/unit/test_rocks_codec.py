@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stores.rocks.blockcodec import (
     KIND_HOURS,
@@ -18,7 +20,14 @@ from stores.rocks.blockcodec import (
     encode_blocks,
     encode_rollups,
 )
-from stores.rocks.columns import CODEC_DECIMAL, CODEC_XOR, decimal_scales, varint_decode
+from stores.rocks.columns import (
+    CODEC_DECIMAL,
+    CODEC_XOR,
+    _searched_scales,
+    decimal_scales,
+    varint_decode,
+    varint_encode,
+)
 
 F64 = npt.NDArray[np.float64]
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -179,3 +188,47 @@ def test_a_group_scale_that_would_overflow_falls_back_to_xor() -> None:
     stream, lengths, codec, scale = encode_floats(v, counts)
     back = decode_floats(stream, lengths, counts, codec, scale)
     assert back.view(np.uint64).tolist() == v.view(np.uint64).tolist()
+
+
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 300), max_size=60))
+def test_varint_encode_is_leb128(values: list[int]) -> None:
+    data, nbytes = varint_encode(np.array(values, dtype=np.uint64))
+    want = [_leb128(v) for v in values]
+    assert data.tobytes() == b"".join(want)
+    assert nbytes.tolist() == [len(w) for w in want]
+    assert varint_decode(data, len(values)).tolist() == values
+
+
+_INTEGRAL = st.sampled_from([0.0, -0.0, 1.0, -3.0, 2.0**53 - 1, 2.0**53, -(2.0**53), 1e300])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        _INTEGRAL | st.integers(-(2**60), 2**60).map(float) | st.floats(allow_nan=True),
+        max_size=12,
+    ),
+    st.data(),
+)
+def test_decimal_scales_shortcut_agrees_with_the_search(
+    values: list[float], data: st.DataObject
+) -> None:
+    """Integral blocks take a one-pass shortcut; any input gets the search's answer."""
+    v = np.array(values, dtype=np.float64)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=4)))
+    counts = np.diff([0, *cuts, len(values)]).astype(np.int64)
+    assert decimal_scales(v, counts).tolist() == _searched_scales(v, counts).tolist()
+    integral = v[np.isfinite(v)].round()
+    assert decimal_scales(integral, np.array([integral.size], np.int64)).tolist() == (
+        _searched_scales(integral, np.array([integral.size], np.int64)).tolist()
+    )
