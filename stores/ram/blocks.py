@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from strata.arrays import order_by_sid
 from strata.conflict import resolve
 from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
 
@@ -136,5 +137,5 @@ def sort_columns(cols: Columns) -> Columns:
     sid, ts, value = cols
     if sid.size < 2:
         return cols
-    order = np.lexsort((ts, sid))
+    order = order_by_sid(sid, ts)
     return sid[order], ts[order], value[order]

@@ -25,6 +25,7 @@ from stores.rocks.blockcodec import (
     encode_blocks,
     encode_rollups,
 )
+from strata.arrays import order_by_sid
 from strata.conflict import resolve
 from strata.rollup import HOUR, MINUTE, Rollups
 
@@ -79,7 +80,7 @@ def touched(sid: U64, ts: I64) -> Touched:
 def blocks_of(sid: U64, ts: I64) -> tuple[Touched, npt.NDArray[np.intp]]:
     """The blocks and day records points touch, and each point's index in ``block_*``."""
     hour = ts - np.mod(ts, HOUR)
-    order = np.lexsort((hour, sid))
+    order = order_by_sid(sid, hour)
     s, h = sid[order], hour[order]
     first = _runs(s, h)
     starts = np.zeros(sid.size, dtype=np.intp)
@@ -116,15 +117,9 @@ def _add(writes: Writes, kind: bytes, sid: U64, start: I64, frames: list[bytes])
 
 
 def sorted_resolved(sid: U64, ts: I64, value: F64) -> tuple[U64, I64, F64]:
-    """``strata.conflict.resolve`` with a fast path for the usual input: rows whose
-    timestamps already ascend within each series (stored block rows, then staged rows in
-    arrival order). One stable sort by sid (timsort: linear on such pre-sorted runs) then
-    orders them by (sid, ts); only if that leaves a duplicate or descending pair does the
-    full conflict-rule sort run."""
-    order = np.argsort(sid, kind="stable")
-    s, t = sid[order], ts[order]
-    if np.all((s[1:] != s[:-1]) | (t[1:] > t[:-1])):
-        return s, t, value[order]
+    """``strata.conflict.resolve``, whose usual input here is rows whose timestamps already
+    ascend within each series (stored block rows, then staged rows in arrival order):
+    :func:`strata.arrays.order_by_sid` sorts those with one stable sort by sid."""
     return resolve(sid, ts, value)
 
 

@@ -55,6 +55,7 @@ from stores.runtime.completeness import Completeness
 from stores.runtime.completeness_db import DbStored, complete_puts
 from stores.runtime.rocks import scan_prefix, u64
 from stores.runtime.store import Record, StartPosition, Store
+from strata.arrays import order_by_sid
 from strata.codec import PointBatch, decode_points
 from strata.conflict import resolve
 from strata.model import SID_DTYPE, TS_DTYPE, VALUE_DTYPE
@@ -463,7 +464,7 @@ class RocksStore(Store[PointBatch]):
         if staged[0].size:
             return resolve(*_concat([*parts, staged]))
         sid, ts, value = _concat(parts)
-        order = np.lexsort((ts, sid))
+        order = order_by_sid(sid, ts)
         return sid[order], ts[order], value[order]
 
     def read_rollups(self, sids: U64, start: int, end: int, step: int) -> Rollups:

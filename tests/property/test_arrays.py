@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strata.arrays import exclusive_cumsum, part_sums, ranges
+from strata.arrays import exclusive_cumsum, order_by_sid, part_sums, ranges
 
 _sizes = st.lists(st.integers(0, 6), max_size=20)
 
@@ -36,3 +36,17 @@ def test_part_sums_of_ints_and_of_flags(sizes: list[int], data: st.DataObject) -
     flags = np.array(values, dtype=np.int64) > 0
     want_flags = [sum(v > 0 for v in values[a:b]) for a, b in pairwise(bounds)]
     assert part_sums(flags, np.array(sizes, dtype=np.int64)).tolist() == want_flags
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(-3, 3)), max_size=40),
+    st.booleans(),
+)
+def test_order_by_sid_is_the_two_key_lexsort(rows: list[tuple[int, int]], in_time: bool) -> None:
+    """The same permutation as lexsort, whether or not times ascend within each sid
+    (``in_time`` sorts them so, to take the one-sort path)."""
+    if in_time:
+        rows = sorted(rows, key=lambda r: r[1])
+    sid = np.array([r[0] for r in rows], dtype=np.uint64) * np.uint64(2**61)
+    then = np.array([r[1] for r in rows], dtype=np.int64)
+    assert order_by_sid(sid, then).tolist() == np.lexsort((then, sid)).tolist()
