@@ -40,13 +40,17 @@ def test_part_sums_of_ints_and_of_flags(sizes: list[int], data: st.DataObject) -
 
 @given(
     st.lists(st.tuples(st.integers(0, 3), st.integers(-3, 3)), max_size=40),
-    st.booleans(),
+    st.sampled_from(["as drawn", "time-major", "series runs", "series runs, time reversed"]),
 )
-def test_order_by_sid_is_the_two_key_lexsort(rows: list[tuple[int, int]], in_time: bool) -> None:
-    """The same permutation as lexsort, whether or not times ascend within each sid
-    (``in_time`` sorts them so, to take the one-sort path)."""
-    if in_time:
+def test_order_by_sid_is_the_two_key_lexsort(rows: list[tuple[int, int]], shape: str) -> None:
+    """The same permutation as lexsort, whichever sort it takes: time-major rows (few equal
+    neighbours), runs of a series in time order (one stable sort suffices) or not."""
+    if shape == "time-major":
         rows = sorted(rows, key=lambda r: r[1])
+    elif shape == "series runs":
+        rows = sorted(rows)
+    elif shape == "series runs, time reversed":
+        rows = sorted(rows, key=lambda r: (r[0], -r[1]))
     sid = np.array([r[0] for r in rows], dtype=np.uint64) * np.uint64(2**61)
     then = np.array([r[1] for r in rows], dtype=np.int64)
     assert order_by_sid(sid, then).tolist() == np.lexsort((then, sid)).tolist()
