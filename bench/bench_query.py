@@ -195,6 +195,13 @@ def _close(got: list[float | None], want: F64) -> bool:
     return bool(np.allclose(np.array(got, dtype=np.float64), want, rtol=1e-9, atol=1e-9))
 
 
+def _with_server_errors(problem: str, body: dict[str, Any]) -> str:
+    """A failed check with what the answer itself says went wrong (a partial answer names
+    the queries it could not answer: v2 ``errors``, v1 ``message``)."""
+    said = body.get("errors") or body.get("message")
+    return f"{problem} (the answer says: {str(said)[:300]})" if said else problem
+
+
 def _check_v1_single(case: Case, body: dict[str, Any]) -> str | None:
     series = body.get("series", [])
     if len(series) != 1:
@@ -636,7 +643,7 @@ def measure(cluster: Cluster, cases: Cases, warmups: dict[str, Case]) -> list[Sh
                 ms.append(took)
                 problem = case.check(case, body)
                 if problem:
-                    failures.append(problem)
+                    failures.append(_with_server_errors(problem, body))
                 answer = _answer_size(case, body)
             cached_ms = []
             for case in runs:
@@ -645,7 +652,7 @@ def measure(cluster: Cluster, cases: Cases, warmups: dict[str, Case]) -> list[Sh
                 cached_ms.append(took)
                 problem = case.check(case, body)
                 if problem:
-                    failures.append(f"cached: {problem}")
+                    failures.append(f"cached: {_with_server_errors(problem, body)}")
             out.append(
                 ShapeResult(
                     shape,
