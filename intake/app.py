@@ -387,6 +387,7 @@ class Intake:
             self.inflight.end(token)
 
 
+# The exceptions Intake.error_response answers (FastAPI needs them by class).
 _REFUSALS: tuple[type[Exception], ...] = (Forbidden, KeysUnavailable, BodyError, BrokerUnavailable)
 # What a directly served route does with a request.
 Handler = Callable[[Request], Awaitable[Response]]
@@ -437,9 +438,10 @@ class IntakeApp(FastAPI):
         try:
             try:
                 response = await handler(Request(scope, receive))
-            except _REFUSALS as exc:
+            except Exception as exc:
                 refused = self._intake.error_response(exc)
-                assert refused is not None
+                if refused is None:
+                    raise
                 response = refused
             status = response.status_code
             await response(scope, receive, send)

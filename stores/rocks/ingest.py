@@ -116,16 +116,9 @@ def _add(writes: Writes, kind: bytes, sid: U64, start: I64, frames: list[bytes])
         writes.setdefault(day, []).append((key, frame))
 
 
-def sorted_resolved(sid: U64, ts: I64, value: F64) -> tuple[U64, I64, F64]:
-    """``strata.conflict.resolve``, whose usual input here is rows whose timestamps already
-    ascend within each series (stored block rows, then staged rows in arrival order):
-    :func:`strata.arrays.order_by_sid` sorts those with one stable sort by sid."""
-    return resolve(sid, ts, value)
-
-
 def rollup_sorted(sid: U64, ts: I64, value: F64, step: int) -> Rollups:
     """``strata.rollup.rollup`` of points already sorted by (sid, ts) without duplicates
-    (the output of :func:`sorted_resolved`): the same rows, without its sort."""
+    (the output of :func:`strata.conflict.resolve`): the same rows, without its sort."""
     if sid.size == 0:
         return Rollups.empty()
     bucket = ts - np.mod(ts, step)
@@ -157,7 +150,9 @@ def merge(
     present, frames = _present(old_blocks)
     old = decode_blocks(frames, t.block_hour[present])
     old_sid = np.repeat(t.block_sid[present], old.counts)
-    s, tt, v = sorted_resolved(
+    # Stored block rows, then the new ones: each series' rows mostly in time order already,
+    # which strata.arrays.order_by_sid sorts with one stable sort by sid.
+    s, tt, v = resolve(
         np.concatenate([old_sid, sid]),
         np.concatenate([old.ts, ts]),
         np.concatenate([old.value, value]),
