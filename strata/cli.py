@@ -152,7 +152,9 @@ class Up:
         self.internal_keys, _ = default_org_keys(self.data_dir, s.keys_path, s.self_metrics_org)
 
         ports = {"intake": s.intake_port, "query": s.query_port}
-        ports |= {n: free_port() for n in INTERNAL_COMPONENTS}
+        # Avoid the public ports too: intake and query have not bound theirs yet.
+        public = (s.intake_port, s.query_port, s.kafka_port, s.redis_port)
+        ports |= {n: free_port(avoid=public) for n in INTERNAL_COMPONENTS}
         components = plan_components(ports)
         self.sup = Supervision(
             components,

@@ -15,8 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,26 @@ class ServerFailed(RuntimeError):
     """A server did not start; the message includes the tail of its log."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Ports this process has handed out. The kernel's choice for a bind to port 0 is only free at
+# that moment: once the probe socket is closed, the next call may get the same number, and two
+# servers told to use it collide when the second binds (seen in CI: valkey and query given one
+# port). Remembering what was handed out keeps the picks of one process distinct.
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A loopback TCP port free now, never one this process handed out before nor in ``avoid``
+    (ports another process was given and may not have bound yet)."""
+    with _handed_out_lock:
+        for _ in range(1000):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _handed_out and port not in avoid:
+                _handed_out.add(port)
+                return port
+    raise ServerFailed("no free loopback port found in 1000 tries")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from strata.settings import CommonSettings
 
@@ -40,6 +40,18 @@ class UpSettings(CommonSettings):
     self_metrics_interval_seconds: float = Field(
         default=10.0, ge=0, description="scrape every service's /metrics this often; 0 = off"
     )
+
+    @model_validator(mode="after")
+    def _ports_are_distinct(self) -> UpSettings:
+        # Two servers given one port: the second fails to bind long after start, with a log
+        # line that does not say which setting to change. Refuse it up front, naming both.
+        seen: dict[int, str] = {}
+        for name in ("intake_port", "query_port", "kafka_port", "redis_port"):
+            port = getattr(self, name)
+            if port in seen:
+                raise ValueError(f"{name} and {seen[port]} are both {port}; each needs its own")
+            seen[port] = name
+        return self
 
 
 @dataclass(frozen=True)

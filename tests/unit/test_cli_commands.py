@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from pathlib import Path
 
 import pytest
 
+from strata import servers
 from strata.cli import main
 from strata.endpoints import (
     CREDENTIALS_FILE,
@@ -53,6 +55,41 @@ def test_run_rejects_unknown_service(capsys: pytest.CaptureFixture[str]) -> None
 def test_up_rejects_bad_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["up", "--data-dir", str(tmp_path), "--intake-port", "70000"]) == 2
     assert "intake_port" in capsys.readouterr().err
+
+
+def test_up_rejects_two_servers_on_one_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["up", "--data-dir", str(tmp_path), "--query-port", "18555", "--redis-port", "18555"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "redis_port and query_port are both 18555" in err
+    assert not (tmp_path / "logs").exists()  # refused before any server was started
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel may answer two binds to port 0 with the same number once the first probe
+    # socket is closed; this fake kernel always does, until it runs out of repeats.
+    answers = iter([41000, 41000, 41000, 41001, 41001, 41002, 41003])
+
+    class Probe:
+        def __enter__(self) -> Probe:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = next(answers)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(servers, "_handed_out", set())
+    monkeypatch.setattr(socket, "socket", lambda *a: Probe())
+    assert servers.free_port() == 41000
+    assert servers.free_port() == 41001
+    assert servers.free_port(avoid=(41002,)) == 41003
 
 
 def test_status_when_not_running(
