@@ -73,12 +73,23 @@ def rollup(
         s[starts],
         b[starts],
         np.diff(np.append(starts, s.size)).astype(np.int64),
-        np.add.reduceat(v, starts),
+        bucket_sums(v, starts),
         np.minimum.reduceat(v, starts),
         np.maximum.reduceat(v, starts),
         v[ends],
         t[ends],
     )
+
+
+def bucket_sums(
+    v: npt.NDArray[np.float64], starts: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """Sums of the runs of ``v`` that begin at ``starts``. A sum beyond float64's range is
+    ±inf (and +inf plus -inf, when partial sums overflowed both ways, is NaN), as IEEE 754
+    defines and as Prometheus' sums are: that is the answer, not a fault, so numpy's
+    warning about it is silenced."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.add.reduceat(v, starts)
 
 
 def merge(parts: list[Rollups], step: int) -> Rollups:
@@ -103,7 +114,7 @@ def merge(parts: list[Rollups], step: int) -> Rollups:
         s[starts],
         b[starts],
         np.add.reduceat(col("count"), starts).astype(np.int64),
-        np.add.reduceat(col("sum"), starts).astype(np.float64),
+        bucket_sums(col("sum").astype(np.float64), starts),
         np.minimum.reduceat(col("min"), starts).astype(np.float64),
         np.maximum.reduceat(col("max"), starts).astype(np.float64),
         col("last")[ends].astype(np.float64),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,23 +29,58 @@ class ServerFailed(RuntimeError):
     """A server did not start; the message includes the tail of its log."""
 
 
-# Ports this process has handed out. The kernel's choice for a bind to port 0 is only free at
-# that moment: once the probe socket is closed, the next call may get the same number, and two
-# servers told to use it collide when the second binds (seen in CI: valkey and query given one
-# port). Remembering what was handed out keeps the picks of one process distinct.
+# Ports this process has handed out. A port is only known to be free at the moment it is
+# probed; remembering what was handed out keeps two servers of one process from being given
+# the same number before either binds it (seen in CI: valkey and query given one port, when
+# the kernel answered two binds to port 0 alike).
 _handed_out: set[int] = set()
 _handed_out_lock = threading.Lock()
+_LINUX_EPHEMERAL = (32768, 60999)
+_LOWEST = 10000  # below this lie well-known and registered services' usual ports
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux's default elsewhere)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return _LINUX_EPHEMERAL
+
+
+def _candidates(tries: int = 1000) -> Iterator[int]:
+    """Random ports outside the ephemeral range: the kernel never gives one of those to an
+    outgoing connection, which could otherwise take a handed-out port before its server
+    binds it. Where that range leaves no room, the kernel's own choices (bind to port 0)."""
+    lo, hi = ephemeral_range()
+    spans = [(a, b) for a, b in ((_LOWEST, lo - 1), (hi + 1, 65535)) if b - a >= 1000]
+    rng = random.SystemRandom()
+    for _ in range(tries):
+        if spans:
+            a, b = rng.choice(spans)
+            yield rng.randint(a, b)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                yield int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    # Without SO_REUSEADDR, so a port still in TIME_WAIT counts as taken too.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port(avoid: Collection[int] = ()) -> int:
-    """A loopback TCP port free now, never one this process handed out before nor in ``avoid``
-    (ports another process was given and may not have bound yet)."""
+    """A loopback TCP port free now, never one this process handed out before nor one in
+    ``avoid`` (ports another process was given and may not have bound yet)."""
     with _handed_out_lock:
-        for _ in range(1000):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in _handed_out and port not in avoid:
+        for port in _candidates():
+            if port not in _handed_out and port not in avoid and _bindable(port):
                 _handed_out.add(port)
                 return port
     raise ServerFailed("no free loopback port found in 1000 tries")

@@ -27,7 +27,7 @@ from stores.rocks.blockcodec import (
 )
 from strata.arrays import order_by_sid
 from strata.conflict import resolve
-from strata.rollup import HOUR, MINUTE, Rollups
+from strata.rollup import HOUR, MINUTE, Rollups, bucket_sums
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -128,7 +128,7 @@ def rollup_sorted(sid: U64, ts: I64, value: F64, step: int) -> Rollups:
         sid[starts],
         bucket[starts],
         np.diff(np.append(starts, sid.size)).astype(np.int64),
-        np.add.reduceat(value, starts),
+        bucket_sums(value, starts),
         np.minimum.reduceat(value, starts),
         np.maximum.reduceat(value, starts),
         value[ends],

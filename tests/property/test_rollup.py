@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stores.rocks.ingest import rollup_sorted
 from strata.conflict import resolve
 from strata.rollup import HOUR, MINUTE, Rollups, merge, resolution_for, rollup
 
@@ -94,3 +96,20 @@ def test_resolution_choice() -> None:
     assert resolution_for(300) == "1m"
     assert resolution_for(30) == "raw"
     assert resolution_for(90) == "raw"
+
+
+def test_sums_beyond_float64_are_inf_without_a_warning() -> None:
+    sid = np.zeros(4, dtype=np.uint64)
+    ts = np.arange(4, dtype=np.int64) * 10
+    big = np.array([1e308, 1e308, -1e308, -1e308])  # the halves overflow, each its own way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow RuntimeWarning would raise here
+        whole = rollup(sid, ts, np.abs(big), MINUTE)
+        halves = merge(
+            [rollup(sid[:2], ts[:2], big[:2], MINUTE), rollup(sid[2:], ts[2:], big[2:], MINUTE)],
+            HOUR,
+        )
+        sorted_ = rollup_sorted(sid, ts, -np.abs(big), MINUTE)
+    assert whole.sum.tolist() == [np.inf] and sorted_.sum.tolist() == [-np.inf]
+    assert np.isnan(halves.sum).all()  # +inf from one half, -inf from the other
+    assert halves.min.tolist() == [-1e308] and halves.max.tolist() == [1e308]

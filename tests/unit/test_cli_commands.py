@@ -68,28 +68,27 @@ def test_up_rejects_two_servers_on_one_port(
 
 
 def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The kernel may answer two binds to port 0 with the same number once the first probe
-    # socket is closed; this fake kernel always does, until it runs out of repeats.
-    answers = iter([41000, 41000, 41000, 41001, 41001, 41002, 41003])
-
-    class Probe:
-        def __enter__(self) -> Probe:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-        def bind(self, address: tuple[str, int]) -> None:
-            self.port = next(answers)
-
-        def getsockname(self) -> tuple[str, int]:
-            return ("127.0.0.1", self.port)
-
+    # A probe only shows a port is free at that moment, so the same number may come up again
+    # before its server binds it; here every candidate comes up twice and 41002 is busy.
+    candidates = iter([41000, 41000, 41001, 41001, 41002, 41003, 41004])
     monkeypatch.setattr(servers, "_handed_out", set())
-    monkeypatch.setattr(socket, "socket", lambda *a: Probe())
+    monkeypatch.setattr(servers, "_candidates", lambda: candidates)
+    monkeypatch.setattr(servers, "_bindable", lambda port: port != 41002)
     assert servers.free_port() == 41000
     assert servers.free_port() == 41001
-    assert servers.free_port(avoid=(41002,)) == 41003
+    assert servers.free_port(avoid=(41003,)) == 41004
+    with pytest.raises(servers.ServerFailed, match="no free loopback port"):
+        servers.free_port()  # the candidates have run out
+
+
+def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> None:
+    lo, hi = servers.ephemeral_range()
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(not lo <= p <= hi for p in ports)
+    for p in ports[:20]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", p))
 
 
 def test_status_when_not_running(
