@@ -48,12 +48,18 @@ def ephemeral_range() -> tuple[int, int]:
         return _LINUX_EPHEMERAL
 
 
+def port_spans() -> list[tuple[int, int]]:
+    """The ranges ``free_port`` draws from: above ``_LOWEST``, outside the ephemeral range,
+    each at least 1000 ports wide (none when that range covers nearly everything)."""
+    lo, hi = ephemeral_range()
+    return [(a, b) for a, b in ((_LOWEST, lo - 1), (hi + 1, 65535)) if b - a >= 1000]
+
+
 def _candidates(tries: int = 1000) -> Iterator[int]:
     """Random ports outside the ephemeral range: the kernel never gives one of those to an
     outgoing connection, which could otherwise take a handed-out port before its server
     binds it. Where that range leaves no room, the kernel's own choices (bind to port 0)."""
-    lo, hi = ephemeral_range()
-    spans = [(a, b) for a, b in ((_LOWEST, lo - 1), (hi + 1, 65535)) if b - a >= 1000]
+    spans = port_spans()
     rng = random.SystemRandom()
     for _ in range(tries):
         if spans:

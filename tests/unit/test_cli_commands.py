@@ -82,10 +82,11 @@ def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> None:
-    lo, hi = servers.ephemeral_range()
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
-    assert all(not lo <= p <= hi for p in ports)
+    spans = servers.port_spans()
+    if spans:  # else the kernel's range covers nearly every port and its choices are taken
+        assert all(any(a <= p <= b for a, b in spans) for p in ports)
     for p in ports[:20]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", p))
