@@ -63,7 +63,7 @@ import httpx
 import numpy as np
 
 from bench.bench_query import SHAPES, Case, Planner, fill_expected, sampled_hosts
-from bench.machine import describe
+from bench.machine import describe, keep_logs
 from bench.peers import plan
 from bench.peers.plan import Cube, Request, Rounds
 from bench.peers.systems import (
@@ -513,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                         "data dir (tsm, series file, fields.idx)",
                     )
                 )
+        if any(t.failures for r in results for t in r.shapes.values()):
+            print(f"logs of the run kept in {keep_logs(root, 'bench-peers-logs-')}")
     print()
     for r in results:
         print(f"{r.name}: {r.version}")

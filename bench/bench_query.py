@@ -71,7 +71,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from bench.machine import describe
+from bench.machine import describe, keep_logs
 from bench.workload import CPU_METRICS, INTERVAL, CpuOnly
 from stores.inverted.index import InvertedIndex
 from stores.rocks.store import RocksStore
@@ -195,7 +195,7 @@ def _close(got: list[float | None], want: F64) -> bool:
     return bool(np.allclose(np.array(got, dtype=np.float64), want, rtol=1e-9, atol=1e-9))
 
 
-def _with_server_errors(problem: str, body: dict[str, Any]) -> str:
+def with_server_errors(problem: str, body: dict[str, Any]) -> str:
     """A failed check with what the answer itself says went wrong (a partial answer names
     the queries it could not answer: v2 ``errors``, v1 ``message``)."""
     said = body.get("errors") or body.get("message")
@@ -643,7 +643,7 @@ def measure(cluster: Cluster, cases: Cases, warmups: dict[str, Case]) -> list[Sh
                 ms.append(took)
                 problem = case.check(case, body)
                 if problem:
-                    failures.append(_with_server_errors(problem, body))
+                    failures.append(with_server_errors(problem, body))
                 answer = _answer_size(case, body)
             cached_ms = []
             for case in runs:
@@ -652,7 +652,7 @@ def measure(cluster: Cluster, cases: Cases, warmups: dict[str, Case]) -> list[Sh
                 cached_ms.append(took)
                 problem = case.check(case, body)
                 if problem:
-                    failures.append(f"cached: {_with_server_errors(problem, body)}")
+                    failures.append(f"cached: {with_server_errors(problem, body)}")
             out.append(
                 ShapeResult(
                     shape,
@@ -762,7 +762,9 @@ def main(argv: list[str] | None = None) -> int:
             results = measure(cluster, cases, warmups)
             stats = httpx.get(f"{cluster.cached_query_url}/v1/stats", timeout=5.0).json()
             print(f"result cache of the cached service: {stats.get('cache')}")
-    failed = [r.shape for r in results if r.failures]
+        failed = [r.shape for r in results if r.failures]
+        if failed:
+            print(f"logs of the run kept in {keep_logs(root, 'bench-query-logs-')}")
     if args.json:
         args.json.write_text(
             json.dumps({"dataset": asdict(ds), "results": [asdict(r) for r in results]}, indent=1)

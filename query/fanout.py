@@ -20,6 +20,7 @@ the budget runs out, calls not yet started are cancelled and the request fails w
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 WARNINGS_HEADER = "X-Strata-Warnings"
 # Threads waiting on store sockets, not computing: more than cores is the point.
@@ -87,6 +90,9 @@ def warn(message: str) -> None:
     scope = _scope.get()
     if scope is not None and message not in scope.warnings:
         scope.warnings.append(message)
+        # The client sees it in the answer; the operator, who is asked why a graph had a
+        # gap, sees it here (store names, metrics and partitions only: never a key).
+        log.warning("partial answer: %s", message)
 
 
 def warnings() -> list[str]:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from bench.bench_query import Case, DataSet
+from bench.bench_query import Case, DataSet, with_server_errors
 from bench.peers import queries
 from bench.workload import CPU_FIELDS, CPU_METRICS
 from strata.servers import free_port, spawn
@@ -330,7 +330,9 @@ class Strata:
         tiers = resp.headers.get("x-strata-tiers", "?")
         if resp.status_code != 200:  # a refused query is a failed instance, not a crash
             return ms, f"HTTP {resp.status_code}: {resp.text[:200]}", tiers
-        return ms, case.check(case, resp.json()), tiers
+        body = resp.json()
+        problem = case.check(case, body)
+        return ms, problem and with_server_errors(problem, body), tiers
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from bench.machine import keep_logs
 from bench.peers import line_protocol, plan, remote_write
 from bench.workload import CPU_FIELDS
 
@@ -373,3 +375,17 @@ def _line_points(body: bytes) -> dict[tuple[str, str, int], float]:
             name, value = pair.split("=")
             out[(f"cpu.{name}", host, int(stamp))] = float(value)
     return out
+
+
+def test_keep_logs_copies_the_logs_of_a_run_and_nothing_else(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "strata" / "data" / "logs").mkdir(parents=True)
+    (run / "strata" / "data" / "logs" / "query.log").write_text("partial answer: x\n")
+    (run / "strata" / "data" / "points.sst").write_bytes(b"\0" * 10)
+    kept = keep_logs(run, "kept-", tmp_path)
+    assert kept is not None and kept.parent == tmp_path
+    assert [p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file()] == [
+        "strata/data/logs/query.log"
+    ]
+    assert (kept / "strata/data/logs/query.log").read_text() == "partial answer: x\n"
+    assert keep_logs(tmp_path / "empty", "x-", tmp_path) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -88,12 +89,18 @@ def test_timeout_for_is_capped_by_the_budget_and_refuses_when_spent() -> None:
             fanout.timeout_for(10.0)
 
 
-def test_warnings_are_deduplicated_and_header_safe() -> None:
-    with fanout.request_scope(1) as scope:
+def test_warnings_are_deduplicated_header_safe_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="query.fanout"), fanout.request_scope(1) as scope:
         fanout.warn("a")
         fanout.warn("a")
         fanout.warn("b\nc é")
     assert scope.warnings == ["a", "b\nc é"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "partial answer: a",
+        "partial answer: b\nc é",
+    ]
     assert header_value(scope.warnings) == "a; b?c ?"
     assert len(header_value(["x" * 5000])) == 2000
 
