@@ -18,7 +18,7 @@ concurrent requests' points into shared messages (intake/coalesce.py): each requ
 points are encoded on their own here (:func:`encoders`), as intake does
 with a lone request. The
 process's malloc thresholds are set as ``python -m intake`` sets them
-(:mod:`intake.allocator`) unless ``--no-malloc-tuning``. Every
+(:mod:`strata.allocator`) unless ``--no-malloc-tuning``. Every
 request repeats the same series, as an agent does every interval, so after the first one
 the series-identity cache is warm and nothing is new to announce; ``cold`` rows give every
 request a fresh identity cache and tracker (every series new to the process: normalised,
@@ -211,9 +211,12 @@ def malloc_tuning(enabled: bool) -> str:
     """Set the malloc thresholds as ``python -m intake`` does; what was done, for the log."""
     if not enabled:
         return "off (--no-malloc-tuning)"
-    allocator = _local("allocator")
-    if allocator is None:  # intake before intake/allocator.py
-        return "not available in this intake code"
+    allocator = _local("allocator")  # intake code from before strata/allocator.py
+    if allocator is None:
+        try:
+            allocator = importlib.import_module("strata.allocator")
+        except ImportError:  # before intake/allocator.py
+            return "not available in this intake code"
     return "as python -m intake sets it" if allocator.tune_malloc() else "not glibc: defaults"
 
 

@@ -6,9 +6,9 @@ import logging
 
 import uvicorn
 
-from intake.allocator import tune_malloc
 from intake.app import create_app
 from intake.settings import IntakeSettings
+from strata.allocator import tune_service_malloc
 
 log = logging.getLogger("intake")
 
@@ -20,9 +20,8 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Request-sized buffers stay in the process instead of being page-faulted in again for
-    # every request (intake/allocator.py).
-    if not tune_malloc():
-        log.info("malloc thresholds left at their defaults (not glibc)")
+    # every request (strata/allocator.py).
+    tune_service_malloc(log)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -14,13 +14,17 @@ from query.monitor_store import MonitorStore
 from query.routes_monitors import monitor_router
 from query.settings import QuerySettings
 from query.stores_client import RegistryView, StoreUnavailable, kind_topics
+from strata.allocator import tune_service_malloc
 from strata.keys import KeyStore
 from strata.registry import Registry
+
+log = logging.getLogger("query")
 
 
 def main() -> None:
     settings = QuerySettings.load()
     logging.basicConfig(level=settings.log_level)
+    tune_service_malloc(log)  # result-sized columns kept for the next read (strata/allocator.py)
     registry = Registry(settings.redis_url)
     view = RegistryView(registry, settings.registry_cache_seconds, topics=kind_topics(settings))
     http = httpx.Client(timeout=settings.store_timeout_seconds)

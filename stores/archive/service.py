@@ -40,6 +40,7 @@ from stores.runtime.ownership import Ownership
 from stores.runtime.serving import ServingGuard
 from stores.runtime.settings import StoreSettings
 from stores.runtime.watermarks import as_registry
+from strata.allocator import tune_service_malloc
 from strata.observability import FunctionCollector, Refreshed, counter, gauge, process_sources
 from strata.registry import Registration, Registry
 from strata.topics import ensure_topics, topic_id
@@ -148,6 +149,7 @@ def run_archive(settings: ArchiveSettings, default_port: int) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    tune_service_malloc(log)  # batch-sized columns kept for the next batch (strata/allocator.py)
     stopping = threading.Event()
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
