@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -33,6 +34,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 WARNINGS_HEADER = "X-Strata-Warnings"
+# A store down for an hour under busy dashboards gives the same warning thousands of times.
+LOG_INTERVAL_SECONDS = 60.0
 # Threads waiting on store sockets, not computing: more than cores is the point.
 POOL_SIZE = 32
 
@@ -55,6 +58,42 @@ _scope: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "strata_request_scope", default=None
 )
 _pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="fanout")
+
+
+class LogThrottle:
+    """At most one log line per distinct message per ``interval`` seconds; the next line
+    of a message says how many times it was left out. Thread-safe (warnings come from the
+    fan-out pool); remembers at most ``max_messages`` messages, forgetting expired ones."""
+
+    def __init__(self, interval: float, max_messages: int = 1024) -> None:
+        self._interval = interval
+        self._max = max_messages
+        self._lock = threading.Lock()
+        self._seen: dict[str, list[float]] = {}  # message -> [last logged at, left out]
+
+    def admit(self, message: str, now: float) -> int | None:
+        """None: do not log ``message`` now. Otherwise log it, and the number is how many
+        times it was left out since its last line."""
+        with self._lock:
+            entry = self._seen.get(message)
+            if entry is not None and now - entry[0] < self._interval:
+                entry[1] += 1
+                return None
+            if entry is None and len(self._seen) >= self._max:
+                self._forget(now)
+            self._seen[message] = [now, 0]
+            return 0 if entry is None else int(entry[1])
+
+    def _forget(self, now: float) -> None:
+        expired = [m for m, (at, _) in self._seen.items() if now - at >= self._interval]
+        # An expired message loses nothing (its next occurrence is logged anyway) but its
+        # count of left-out lines. Over max_messages distinct ones within one interval, the
+        # oldest half go: their next occurrence is logged again, early.
+        for m in expired or list(self._seen)[: self._max // 2]:
+            del self._seen[m]
+
+
+_log_throttle = LogThrottle(LOG_INTERVAL_SECONDS)
 
 
 @contextmanager
@@ -91,8 +130,15 @@ def warn(message: str) -> None:
     if scope is not None and message not in scope.warnings:
         scope.warnings.append(message)
         # The client sees it in the answer; the operator, who is asked why a graph had a
-        # gap, sees it here (store names, metrics and partitions only: never a key).
-        log.warning("partial answer: %s", message)
+        # gap, sees it here (store names, metrics and partitions only: never a key), once a
+        # minute per distinct warning.
+        left_out = _log_throttle.admit(message, time.monotonic())
+        if left_out:
+            log.warning(
+                "partial answer: %s (and %d more times since its last line)", message, left_out
+            )
+        elif left_out == 0:
+            log.warning("partial answer: %s", message)
 
 
 def warnings() -> list[str]:

@@ -90,8 +90,9 @@ def test_timeout_for_is_capped_by_the_budget_and_refuses_when_spent() -> None:
 
 
 def test_warnings_are_deduplicated_header_safe_and_logged(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(fanout, "_log_throttle", fanout.LogThrottle(60.0))
     with caplog.at_level(logging.WARNING, logger="query.fanout"), fanout.request_scope(1) as scope:
         fanout.warn("a")
         fanout.warn("a")
@@ -103,6 +104,43 @@ def test_warnings_are_deduplicated_header_safe_and_logged(
     ]
     assert header_value(scope.warnings) == "a; b?c ?"
     assert len(header_value(["x" * 5000])) == 2000
+
+
+def test_a_repeated_warning_is_logged_once_a_minute_with_a_count(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fanout, "_log_throttle", fanout.LogThrottle(60.0))
+    clock = [1000.0]
+    monkeypatch.setattr(fanout.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger="query.fanout"):
+        for _ in range(5):  # five requests meet the same outage within a minute
+            with fanout.request_scope(1) as scope:
+                fanout.warn("ram store ram-1 (partitions 0) did not answer")
+                fanout.warn("tags store tags-1 (partitions 1) did not answer")
+            assert len(scope.warnings) == 2  # every answer still names what is missing
+            clock[0] += 10
+        clock[0] += 20  # 70 s after the first lines
+        with fanout.request_scope(1):
+            fanout.warn("ram store ram-1 (partitions 0) did not answer")
+    assert [r.getMessage() for r in caplog.records] == [
+        "partial answer: ram store ram-1 (partitions 0) did not answer",
+        "partial answer: tags store tags-1 (partitions 1) did not answer",
+        "partial answer: ram store ram-1 (partitions 0) did not answer "
+        "(and 4 more times since its last line)",
+    ]
+
+
+def test_log_throttle_forgets_the_oldest_messages_beyond_its_size() -> None:
+    throttle = fanout.LogThrottle(60.0, max_messages=4)
+    assert [throttle.admit(f"m{i}", 0.0) for i in range(4)] == [0, 0, 0, 0]
+    assert throttle.admit("m0", 1.0) is None  # within the minute: left out, counted
+    assert throttle.admit("m4", 2.0) == 0  # full, nothing expired: m0 and m1 forgotten
+    assert throttle.admit("m0", 3.0) == 0  # logged again early, its count lost
+    assert throttle.admit("m2", 4.0) is None  # still remembered
+    assert throttle.admit("m5", 61.0) == 0  # full again: the expired m2, m3 go first
+    assert throttle.admit("m3", 62.0) == 0
+    assert throttle.admit("m4", 63.0) == 0  # expired, logged again with no count
+    assert throttle.admit("m4", 64.0) is None
 
 
 # -- comma-separated queries --------------------------------------------------------------------
