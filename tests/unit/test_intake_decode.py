@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import zstandard
 
+from intake import decode
 from intake.decode import (
     V1_LIMITS,
     V2_LIMITS,
@@ -17,7 +18,7 @@ from intake.decode import (
     PayloadTooLarge,
     UndecodableBody,
     UnsupportedEncoding,
-    _one_zstd_frame,
+    _sized_zstd_frame,
     decode_body,
 )
 
@@ -103,15 +104,73 @@ def test_zstd_bodies_of_one_or_several_frames_decode(sized: bool) -> None:
     assert decode_body(_zstd_frames(BODY, sized=sized), "zstd1", V2_LIMITS) == BODY
     two = _zstd_frames(BODY, b"[1]", sized=sized)
     assert decode_body(two, "zstd1", V2_LIMITS) == BODY + b"[1]"
-    # Only one frame that declares its size takes the one-call path.
-    one = _one_zstd_frame(_zstd_frames(BODY, sized=sized), V2_LIMITS.decompressed, 1 << 23)
-    assert one == (BODY if sized else None)
-    assert _one_zstd_frame(two, V2_LIMITS.decompressed, 1 << 23) is None
+    # A frame that declares its size takes the one-call path, and hands on what follows it.
+    one = _sized_zstd_frame(_zstd_frames(BODY, sized=sized), V2_LIMITS.decompressed, 1 << 23)
+    assert one == ((BODY, b"") if sized else None)
+    first = _sized_zstd_frame(two, V2_LIMITS.decompressed, 1 << 23)
+    assert first == ((BODY, _zstd_frames(b"[1]")) if sized else None)
 
 
-def test_zstd_frame_followed_by_junk_is_400() -> None:
-    with pytest.raises(UndecodableBody, match="corrupt"):
-        decode_body(_zstd_frames(BODY) + b"xyz", "zstd1", V2_LIMITS)
+def test_sized_frames_are_decompressed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several frames that declare their sizes never reach the stream reader, so no frame is
+    decompressed twice; one without a declared size hands the rest over to it."""
+    streamed: list[bytes] = []
+    real = decode._zstd_stream
+
+    def stream(body: bytes, limit: int, window: int, produced: int) -> bytes:
+        streamed.append(body)
+        return real(body, limit, window, produced)
+
+    monkeypatch.setattr(decode, "_zstd_stream", stream)
+    parts = (BODY, b"[1]", b"", b"[2]")
+    assert decode_body(_zstd_frames(*parts), "zstd1", V2_LIMITS) == b"".join(parts)
+    assert streamed == []
+    mixed = _zstd_frames(BODY) + _zstd_frames(b"[1]", b"[2]", sized=False)
+    assert decode_body(mixed, "zstd1", V2_LIMITS) == BODY + b"[1][2]"
+    assert streamed == [_zstd_frames(b"[1]", b"[2]", sized=False)]
+
+
+SKIPPABLE = (0x184D2A50).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_skippable_and_empty_frames_are_taken(sized: bool) -> None:
+    assert decode_body(_zstd_frames(BODY, sized=sized) + SKIPPABLE, "zstd1", V2_LIMITS) == BODY
+    assert decode_body(SKIPPABLE + _zstd_frames(BODY, sized=sized), "zstd1", V2_LIMITS) == BODY
+    assert decode_body(_zstd_frames(b"", sized=sized), "zstd1", V2_LIMITS) == b""
+
+
+@pytest.mark.parametrize("first_sized", [True, False])
+@pytest.mark.parametrize("second_sized", [True, False])
+@pytest.mark.parametrize("keep", [4, 8, 0.5, -1])
+def test_a_frame_cut_short_after_a_complete_one_is_400(
+    first_sized: bool, second_sized: bool, keep: float
+) -> None:
+    """The stream reader returns the complete frames and stops quietly at a cut one (the
+    magic number alone, a header, half a frame, all but its last byte): such a body was
+    taken as if it ended after the first frame."""
+    second = _zstd_frames(BODY, sized=second_sized)
+    cut = int(len(second) * keep) if isinstance(keep, float) else keep % len(second)
+    body = _zstd_frames(b'{"series": []}', sized=first_sized) + second[:cut]
+    with pytest.raises(UndecodableBody, match=r"truncated|corrupt") as info:
+        decode_body(body, "zstd1", V2_LIMITS)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_zstd_frame_followed_by_junk_is_400(sized: bool) -> None:
+    with pytest.raises(UndecodableBody, match=r"corrupt|truncated"):
+        decode_body(_zstd_frames(BODY, sized=sized) + b"xyz", "zstd1", V2_LIMITS)
+    with pytest.raises(UndecodableBody, match=r"corrupt|truncated"):
+        decode_body(_zstd_frames(BODY, sized=sized) + b"\x28\xb5\x2f\xfd", "zstd1", V2_LIMITS)
+
+
+def test_frames_beyond_the_limit_together_are_413() -> None:
+    """Two sized frames each within the limit, not together: the limit is the body's."""
+    half = b"x" * (V2_LIMITS.decompressed // 2 + 1)
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_body(_zstd_frames(half, half), "zstd1", V2_LIMITS)
+    assert f"exceeds the {V2_LIMITS.decompressed}-byte limit" in str(info.value)
 
 
 def test_zstd_frame_that_outgrows_its_declared_size_is_400() -> None:
@@ -124,7 +183,7 @@ def test_zstd_frame_that_outgrows_its_declared_size_is_400() -> None:
     frame[6:10] = (300).to_bytes(4, "little")
     tracemalloc.start()
     try:
-        assert _one_zstd_frame(bytes(frame), V2_LIMITS.decompressed, 1 << 23) is None
+        assert _sized_zstd_frame(bytes(frame), V2_LIMITS.decompressed, 1 << 23) is None
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
