@@ -330,8 +330,13 @@ class RocksStore(Store[PointBatch]):
             writes = self._merge(sid, ts, value) if sid.size else {}
             rewrites = {chunks[c].key: encode_chunk(*cols) for c, cols in rest.items()}
             deletes = [chunks[c].key for c in group if c not in rest]
-            with self.shards.lock:  # readers see the blocks and the chunks change together
-                self.shards.write(writes, rewrites, deletes)
+            # The synced write happens outside the lock readers hold for a whole read: an
+            # fsync can take seconds on a busy disk, and reads would wait for it. A read
+            # meanwhile sees the points staged and maybe in their new blocks too, which
+            # the conflict rule resolves to one; never in neither, since they leave the
+            # staged points only after the write.
+            self.shards.write(writes, rewrites, deletes)
+            with self.shards.lock:
                 self.staged.remove(group, hours)
             self._count_folded(ts, now)
             folded += int(sid.size)
