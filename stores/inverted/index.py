@@ -28,7 +28,7 @@ from stores.runtime.readiness import CaughtUpCoverage
 from stores.runtime.rocks import get_many, open_db, scan_prefix, u32, write_sync
 from stores.runtime.store import Record, StartPosition, Store
 from strata.codec import SeriesBatch, decode_series
-from strata.model import index_bucket
+from strata.model import INDEX_BUCKET_SECONDS, index_bucket
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +95,34 @@ class InvertedIndex(CaughtUpCoverage, Store[SeriesBatch]):
         """Assign ordinals to new sids, union them into their postings; one synchronous
         WriteBatch with the applied offsets."""
         puts: dict[bytes, bytes] = {}
-        added: dict[bytes, list[int]] = {}
+        # (org, metric, bucket) -> tag -> ordinals: postings keys are built once per
+        # distinct tag and bucket of the batch, not once per series and tag.
+        added: dict[tuple[str, str, int], dict[str, list[int]]] = {}
         counts: dict[bytes, int] = {}
         for record in records:
             b = record.value
             if len(b) == 0:
                 continue
             ordinals = self._ordinals(b.org, b.metric, b.sid, puts, counts)
-            for i, (ordinal, bucket) in enumerate(zip(ordinals, b.bucket.tolist(), strict=True)):
-                # Announcements carry bucket starts; align anyway so keys stay canonical.
-                start = index_bucket(bucket)
-                for tag in (keys.ALL_SERIES, *b.tags[i]):
-                    added.setdefault(keys.postings_key(b.org, b.metric, tag, start), []).append(
-                        ordinal
-                    )
-        names = list(added)
-        for key, old in zip(names, get_many(self._db, names), strict=True):
-            merged = BitMap(added[key])
+            # Announcements carry bucket starts; align anyway so keys stay canonical.
+            starts = (b.bucket - np.mod(b.bucket, INDEX_BUCKET_SECONDS)).tolist()
+            for ordinal, start, tags in zip(ordinals, starts, b.tags, strict=True):
+                by_tag = added.get((b.org, b.metric, start))
+                if by_tag is None:
+                    by_tag = added[(b.org, b.metric, start)] = {keys.ALL_SERIES: []}
+                by_tag[keys.ALL_SERIES].append(ordinal)
+                for tag in tags:
+                    if tag in by_tag:
+                        by_tag[tag].append(ordinal)
+                    else:
+                        by_tag[tag] = [ordinal]
+        names: list[bytes] = []
+        members: list[list[int]] = []
+        for (org, metric, start), by_tag in added.items():
+            names += keys.postings_keys(org, metric, by_tag, start)
+            members += by_tag.values()
+        for key, ords, old in zip(names, members, get_many(self._db, names), strict=True):
+            merged = BitMap(ords)
             if old is not None:
                 before = BitMap.deserialize(old)
                 if merged.issubset(before):
@@ -135,7 +146,7 @@ class InvertedIndex(CaughtUpCoverage, Store[SeriesBatch]):
         """Ordinals of ``sids``, assigning new ones (recorded in ``puts``; ``counts``
         carries each metric's next ordinal through one apply)."""
         sid_list = sids.tolist()
-        okeys = [keys.ordinal_key(org, metric, s) for s in sid_list]
+        okeys = keys.ordinal_keys(org, metric, sid_list)
         found = get_many(self._db, okeys)
         ckey = keys.count_key(org, metric)
         out: list[int] = []

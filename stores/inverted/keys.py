@@ -18,6 +18,8 @@ compact and fast; a table maps them back to sids.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from stores.runtime.rocks import i64, read_i64, u32, u64
 
 POSTINGS = b"B"
@@ -50,6 +52,12 @@ def postings_key(org: str, metric: str, tag: str, bucket: int) -> bytes:
     return postings_prefix(org, metric, tag) + i64(bucket)
 
 
+def postings_keys(org: str, metric: str, tags: Iterable[str], bucket: int) -> list[bytes]:
+    """:func:`postings_key` of each tag, the shared parts encoded once."""
+    head, tail = tags_prefix(org, metric), SEP + i64(bucket)
+    return [head + tag.encode() + tail for tag in tags]
+
+
 def bucket_of(key: bytes) -> int:
     return read_i64(key[-8:])
 
@@ -60,6 +68,12 @@ def bucket_suffix(bucket: int) -> bytes:
 
 def ordinal_key(org: str, metric: str, sid: int) -> bytes:
     return ORDINAL + _metric(org, metric) + SEP + u64(sid)
+
+
+def ordinal_keys(org: str, metric: str, sids: Iterable[int]) -> list[bytes]:
+    """:func:`ordinal_key` of each sid, the shared prefix encoded once."""
+    head = ORDINAL + _metric(org, metric) + SEP
+    return [head + u64(sid) for sid in sids]
 
 
 def count_key(org: str, metric: str) -> bytes:

@@ -6,6 +6,7 @@ identity's digest (a repeat writes the same key), and last-seen buckets take the
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,11 +60,6 @@ class TagIndex(CaughtUpCoverage, Store[SeriesBatch]):
         def get(key: bytes) -> bytes | None:
             return puts[key] if key in puts else cast(bytes | None, self._db.get(key))
 
-        def max_bucket(key: bytes, bucket: int) -> None:
-            old = get(key)
-            if old is None or keys.read_bucket(old) < bucket:
-                puts[key] = keys.bucket_value(bucket)
-
         for record in records:
             b = record.value
             if b.metadata is not None:
@@ -76,46 +72,70 @@ class TagIndex(CaughtUpCoverage, Store[SeriesBatch]):
                 continue
             if len(b) == 0:
                 continue
-            newest: dict[str, int] = {}
-            for i, (sid, bucket, mtype, interval) in enumerate(
-                zip(
-                    b.sid.tolist(),
-                    b.bucket.tolist(),
-                    b.mtype.tolist(),
-                    b.interval.tolist(),
-                    strict=True,
-                )
+            sids = b.sid.tolist()
+            skeys = [keys.series_key(sid) for sid in sids]
+            stored = get_many(self._db, skeys)
+            parts = keys.series_parts(b.org, b.metric, b.tags)
+            # Tag tuples of the catalogued rows per bucket (rows of one message mostly share
+            # one), so last-seen buckets are taken per distinct tag, not per row and tag.
+            seen: dict[int, list[tuple[str, ...]]] = {}
+            for i, (sid, bucket, skey) in enumerate(
+                zip(sids, b.bucket.tolist(), skeys, strict=True)
             ):
-                try:
-                    kind = MetricType(mtype)
-                except ValueError:
-                    log.warning(
-                        "sid %d of %s: unknown metric type %d, stored as gauge",
-                        sid,
-                        b.metric,
-                        mtype,
-                    )
-                    kind = MetricType.GAUGE
-                ident = Identity(b.org, b.metric, kind, interval, b.tags[i])
-                raw = get(keys.series_key(sid))
+                # Earlier rows of this batch first (the overlay), then the database.
+                raw = puts[skey] if skey in puts else stored[i]
                 if raw is None:
-                    puts[keys.series_key(sid)] = ident.encode()
-                elif not Identity.decode(raw).same_series(ident):
-                    ckey = keys.collision_key(sid, ident)
-                    if get(ckey) is None:
-                        puts[ckey] = ident.encode()
-                        self.collisions += 1
-                        log.error("series id collision on %d (keeping the first identity)", sid)
-                    continue  # the colliding series is not catalogued under the first's sid
-                for tag in b.tags[i]:
-                    newest[tag] = max(bucket, newest.get(tag, bucket))
-                newest[""] = max(bucket, newest.get("", bucket))
-            if "" in newest:
-                max_bucket(keys.metric_key(b.org, b.metric), newest.pop(""))
-            for tag, bucket in newest.items():
-                max_bucket(keys.tag_key(b.org, b.metric, tag), bucket)
+                    puts[skey] = self._identity(b, i, sid).encode()
+                elif not keys.is_series(raw, parts[i]):
+                    ident = self._identity(b, i, sid)
+                    if not Identity.decode(raw).same_series(ident):
+                        ckey = keys.collision_key(sid, ident)
+                        if get(ckey) is None:
+                            puts[ckey] = ident.encode()
+                            self.collisions += 1
+                            log.error("series id collision on %d (keeping the first identity)", sid)
+                        continue  # the colliding series is not catalogued under the first's sid
+                rows = seen.get(bucket)
+                if rows is None:
+                    seen[bucket] = [b.tags[i]]
+                else:
+                    rows.append(b.tags[i])
+            if seen:
+                newest: dict[str, int] = {}
+                for bucket in sorted(seen):  # ascending: a later bucket overwrites
+                    newest.update(
+                        dict.fromkeys(itertools.chain.from_iterable(seen[bucket]), bucket)
+                    )
+                names = [keys.metric_key(b.org, b.metric), *keys.tag_keys(b.org, b.metric, newest)]
+                buckets = [max(seen), *newest.values()]
+                self._raise_last_seen(names, buckets, puts)
         puts.update(applied_offsets(records))
         write_sync(self._db, puts)
+
+    def _raise_last_seen(
+        self, names: list[bytes], buckets: list[int], puts: dict[bytes, bytes]
+    ) -> None:
+        """Set each last-seen key to its bucket where that is later than what is stored (the
+        batch's own earlier writes first), reading the stored values in one multi-get."""
+        unread = [k for k in names if k not in puts]
+        stored = dict(zip(unread, get_many(self._db, unread), strict=True))
+        for key, bucket in zip(names, buckets, strict=True):
+            old = puts[key] if key in puts else stored[key]
+            if old is None or keys.read_bucket(old) < bucket:
+                puts[key] = keys.bucket_value(bucket)
+
+    @staticmethod
+    def _identity(b: SeriesBatch, i: int, sid: int) -> Identity:
+        """Row ``i``'s identity (only for a new series or a mismatch: most rows need none)."""
+        mtype = int(b.mtype[i])
+        try:
+            kind = MetricType(mtype)
+        except ValueError:
+            log.warning(
+                "sid %d of %s: unknown metric type %d, stored as gauge", sid, b.metric, mtype
+            )
+            kind = MetricType.GAUGE
+        return Identity(b.org, b.metric, kind, int(b.interval[i]), b.tags[i])
 
     def lookup(self, org: str, sids: Sequence[int]) -> list[tuple[int, Identity]]:
         """Identities of ``sids`` that belong to ``org`` (others are silently absent)."""

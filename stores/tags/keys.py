@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from stores.runtime.rocks import i64, read_i64, u64
@@ -69,6 +70,26 @@ def series_key(sid: int) -> bytes:
     return SERIES + u64(sid)
 
 
+# An identity value's type (B) and interval (I) lead; the rest is what same_series compares.
+_KIND_AND_INTERVAL = 5
+_LENGTHS = struct.Struct(">HH")
+
+
+def series_parts(org: str, metric: str, tags: Sequence[tuple[str, ...]]) -> list[bytes]:
+    """For each tag tuple, the bytes an encoded :class:`Identity` of (org, metric, tags)
+    holds after its type and interval; org and metric encoded once."""
+    o, m = org.encode(), metric.encode()
+    head = _LENGTHS.pack(len(o), len(m)) + o + m
+    return [head + ",".join(t).encode() for t in tags]
+
+
+def is_series(raw: bytes, part: bytes) -> bool:
+    """Whether the stored identity ``raw`` is the series whose :func:`series_parts` entry
+    is ``part``: a byte comparison, no decoding. (False may still be the same series in
+    a value written differently; :meth:`Identity.same_series` decides.)"""
+    return raw[_KIND_AND_INTERVAL:] == part
+
+
 def collision_key(sid: int, identity: Identity) -> bytes:
     return COLLISION + u64(sid) + identity.digest()
 
@@ -87,6 +108,12 @@ def tag_prefix(org: str, metric: str) -> bytes:
 
 def tag_key(org: str, metric: str, tag: str) -> bytes:
     return tag_prefix(org, metric) + tag.encode()
+
+
+def tag_keys(org: str, metric: str, tags: Iterable[str]) -> list[bytes]:
+    """:func:`tag_key` of each tag, the prefix encoded once."""
+    head = tag_prefix(org, metric)
+    return [head + tag.encode() for tag in tags]
 
 
 def bucket_value(bucket: int) -> bytes:
