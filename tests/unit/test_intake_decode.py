@@ -112,7 +112,7 @@ def test_zstd_bodies_of_one_or_several_frames_decode(sized: bool) -> None:
 
 
 def test_sized_frames_are_decompressed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Several frames that declare their sizes never reach the stream reader, so no frame is
+    """A few frames that declare their sizes never reach the stream reader, so no frame is
     decompressed twice; one without a declared size hands the rest over to it."""
     streamed: list[bytes] = []
     real = decode._zstd_stream
@@ -128,6 +128,28 @@ def test_sized_frames_are_decompressed_once(monkeypatch: pytest.MonkeyPatch) -> 
     mixed = _zstd_frames(BODY) + _zstd_frames(b"[1]", b"[2]", sized=False)
     assert decode_body(mixed, "zstd1", V2_LIMITS) == BODY + b"[1][2]"
     assert streamed == [_zstd_frames(b"[1]", b"[2]", sized=False)]
+
+
+def test_many_frames_go_to_the_stream_reader_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python call per frame would let a 450 KB body of 50 000 empty frames hold the event
+    loop for a second: past a few frames the stream reader decodes the rest, and the
+    completeness pass walks only the first frames."""
+    calls: list[int] = []
+    real = decode._sized_zstd_frame
+
+    def counted(body: bytes, budget: int, window: int) -> tuple[bytes, bytes] | None:
+        calls.append(len(body))
+        return real(body, budget, window)
+
+    monkeypatch.setattr(decode, "_sized_zstd_frame", counted)
+    for sized in (True, False):
+        calls.clear()
+        many = _zstd_frames(*[b"[1]"] * 20_000, sized=sized)
+        assert decode_body(many, "zstd1", V2_LIMITS) == b"[1]" * 20_000
+        assert len(calls) == (decode._SIZED_FRAMES if sized else 1)
+    # A cut frame past the checked ones is not seen (no client writes so many frames).
+    late_cut = _zstd_frames(*[b"[1]"] * 20, sized=False) + _zstd_frames(BODY)[:8]
+    assert decode_body(late_cut, "zstd1", V2_LIMITS) == b"[1]" * 20
 
 
 SKIPPABLE = (0x184D2A50).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
