@@ -11,15 +11,15 @@ the next request or batch page-faults them in again and the kernel zeroes every 
 - intake: about 100 minor faults and 0.3 to 0.5 ms of CPU per 300 KB body, as much as a
   quarter of everything else intake spends on that request (docs/benchmarks.md,
   ``bench_intake --no-malloc-tuning``);
-- rocks: 110 000 to 280 000 minor faults in bench_peers' 4.32 M-point ingest, the kernel
-  zeroing each page (``perf``: ``clear_page_erms``), and 0.4 to 1.3 s of system time
-  against 1.8 to 2.0 s of user time; 110 000 faults and 0.33 s with these thresholds
-  (docs/benchmarks.md, "Sixth session").
+- rocks: 170 000 to 280 000 minor faults in bench_peers' 4.32 M-point ingest, the kernel
+  zeroing each page (``perf``: ``clear_page_erms``), and 0.4 to 0.5 s of system time
+  (1.0 to 1.3 s in other runs) against 1.8 to 2.0 s of user time; 110 000 faults and
+  0.33 s with these thresholds (docs/benchmarks.md, "Sixth session").
 
 Raising both thresholds keeps freed buffers for the next request or batch. The cost is
 memory held rather than returned: each malloc arena keeps up to :data:`TRIM_THRESHOLD` of
 free space at its top, and blocks under :data:`MMAP_THRESHOLD` come from the arenas
-(docs/operations.md, "Memory").
+(docs/operations.md, "Memory the allocator keeps").
 """
 
 from __future__ import annotations
