@@ -134,15 +134,27 @@ def _rec(offset: int, sid: list[int], ts: list[int], value: list[float]) -> Reco
     return Record(0, offset, 0, batch)
 
 
-def test_live_points_are_staged_then_folded_once_their_hour_closed(tmp_path: Path) -> None:
+def _six_live_steps(tmp_path: Path, fold_delay: int) -> tuple[RocksStore, list[float]]:
+    """A store (and its clock) that staged one minute of series 1 and 2 in the hour HOUR0:
+    six steps of 10 s, values i and -i."""
     now = [float(HOUR0 + 30)]
     store = RocksStore(
-        "points", tmp_path, 30, fold_delay_seconds=600, fold_check_seconds=1, clock=lambda: now[0]
+        "points",
+        tmp_path,
+        30,
+        fold_delay_seconds=fold_delay,
+        fold_check_seconds=1,
+        clock=lambda: now[0],
     )
-    ids = np.array([1, 2], np.uint64)
     for i in range(6):
         now[0] = HOUR0 + 10 * i + 5
         store.apply([_rec(i, [1, 2], [HOUR0 + 10 * i] * 2, [float(i), -float(i)])])
+    return store, now
+
+
+def test_live_points_are_staged_then_folded_once_their_hour_closed(tmp_path: Path) -> None:
+    store, now = _six_live_steps(tmp_path, fold_delay=600)
+    ids = np.array([1, 2], np.uint64)
     assert store.shards.days() == [] and store.staged.points == 12
     assert store.read_rollups(ids, HOUR0, HOUR0, 3600).count.tolist() == [6, 6]
     now[0] = HOUR0 + 3600 + 599  # the hour closed, but not for fold_delay yet
@@ -338,14 +350,8 @@ def test_reads_do_not_wait_for_a_folds_synced_write(
     """A fold's WriteBatch is fsynced, which can take seconds on a busy disk; reads from
     other threads go on meanwhile, before and after the write lands, and see every point
     exactly once (staged, or staged and in its new block: the conflict rule keeps one)."""
-    now = [float(HOUR0 + 30)]
-    store = RocksStore(
-        "points", tmp_path, 30, fold_delay_seconds=0, fold_check_seconds=1, clock=lambda: now[0]
-    )
+    store, now = _six_live_steps(tmp_path, fold_delay=0)
     ids = np.array([1, 2], np.uint64)
-    for i in range(6):
-        now[0] = HOUR0 + 10 * i + 5
-        store.apply([_rec(i, [1, 2], [HOUR0 + 10 * i] * 2, [float(i), -float(i)])])
     assert store.staged.points == 12
     seen: list[tuple[str, list[int], list[int]]] = []
     real_write = store.shards.write
