@@ -94,6 +94,7 @@ class LogThrottle:
 
 
 _log_throttle = LogThrottle(LOG_INTERVAL_SECONDS)
+_clock = time.monotonic  # the throttle's; tests replace it
 
 
 @contextmanager
@@ -132,7 +133,7 @@ def warn(message: str) -> None:
         # The client sees it in the answer; the operator, who is asked why a graph had a
         # gap, sees it here (store names, metrics and partitions only: never a key), once a
         # minute per distinct warning.
-        left_out = _log_throttle.admit(message, time.monotonic())
+        left_out = _log_throttle.admit(message, _clock())
         if left_out:
             log.warning(
                 "partial answer: %s (and %d more times since its last line)", message, left_out

@@ -111,7 +111,7 @@ def test_a_repeated_warning_is_logged_once_a_minute_with_a_count(
 ) -> None:
     monkeypatch.setattr(fanout, "_log_throttle", fanout.LogThrottle(60.0))
     clock = [1000.0]
-    monkeypatch.setattr("query.fanout.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr(fanout, "_clock", lambda: clock[0])
     with caplog.at_level(logging.WARNING, logger="query.fanout"):
         for _ in range(5):  # five requests meet the same outage within a minute
             with fanout.request_scope(1) as scope:
