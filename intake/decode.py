@@ -123,8 +123,8 @@ def _inflate(body: bytes, wbits: int, limit: int, name: str) -> bytes:
             if not d.eof:
                 raise UndecodableBody(f"{name} body is truncated")
             data = d.unused_data
-            if not data:
-                return b"".join(parts)
+            if not data or (name == "gzip" and data[:1] == b"\0" and not data.strip(b"\0")):
+                return b"".join(parts)  # the end, or gzip's zero padding (as gzip(1) takes)
     except _InflateError as exc:
         raise UndecodableBody(f"{name} body is corrupt: {exc}") from None
     if name != "gzip":

@@ -229,8 +229,11 @@ def test_many_gzip_members_are_walked_in_c() -> None:
     assert decode_body(b"".join(members), "gzip", V2_LIMITS) == b"".join(
         b"[%d]" % i for i in range(10)
     )
-    # Zero padding after the last member is taken, as gzip(1) takes it.
+    # Zero padding after the last member is taken, as gzip(1) takes it, however many.
     assert decode_body(b"".join(members) + bytes(16), "gzip", V2_LIMITS).endswith(b"[9]")
+    assert decode_body(members[0] + bytes(16), "gzip", V2_LIMITS) == b"[0]"
+    with pytest.raises(UndecodableBody, match="corrupt"):  # but nothing else
+        decode_body(members[0] + bytes(16) + b"x", "gzip", V2_LIMITS)
 
 
 def test_bad_later_gzip_members_are_refused() -> None:
