@@ -49,7 +49,7 @@ def postings_prefix(org: str, metric: str, tag: str) -> bytes:
 
 
 def postings_key(org: str, metric: str, tag: str, bucket: int) -> bytes:
-    return postings_prefix(org, metric, tag) + i64(bucket)
+    return postings_keys(org, metric, (tag,), bucket)[0]
 
 
 def postings_keys(org: str, metric: str, tags: Iterable[str], bucket: int) -> list[bytes]:
@@ -67,7 +67,7 @@ def bucket_suffix(bucket: int) -> bytes:
 
 
 def ordinal_key(org: str, metric: str, sid: int) -> bytes:
-    return ORDINAL + _metric(org, metric) + SEP + u64(sid)
+    return ordinal_keys(org, metric, (sid,))[0]
 
 
 def ordinal_keys(org: str, metric: str, sids: Iterable[int]) -> list[bytes]:

@@ -22,7 +22,11 @@ TAG = b"T"  # T org NUL metric NUL tag -> last-seen bucket i64
 METADATA = b"D"  # D org NUL metric -> metric metadata, JSON object (query service writes)
 SEP = b"\x00"
 
-_IDENTITY_HEAD = struct.Struct(">BIHH")
+# Identity value: type and interval, then the series' part (what same_series compares):
+# the lengths of org and metric, org, metric, the tags joined by commas.
+_KIND_INTERVAL = struct.Struct(">BI")
+_LENGTHS = struct.Struct(">HH")
+_IDENTITY_HEAD = struct.Struct(">" + _KIND_INTERVAL.format[1:] + _LENGTHS.format[1:])  # decode
 
 
 class CorruptValue(ValueError):
@@ -44,9 +48,8 @@ class Identity:
         return (self.org, self.metric, self.tags) == (other.org, other.metric, other.tags)
 
     def encode(self) -> bytes:
-        org, metric = self.org.encode(), self.metric.encode()
-        head = _IDENTITY_HEAD.pack(int(self.mtype), self.interval, len(org), len(metric))
-        return head + org + metric + ",".join(self.tags).encode()
+        kind = _KIND_INTERVAL.pack(int(self.mtype), self.interval)
+        return kind + series_parts(self.org, self.metric, (self.tags,))[0]
 
     @classmethod
     def decode(cls, raw: bytes) -> Identity:
@@ -70,11 +73,6 @@ def series_key(sid: int) -> bytes:
     return SERIES + u64(sid)
 
 
-# An identity value's type (B) and interval (I) lead; the rest is what same_series compares.
-_KIND_AND_INTERVAL = 5
-_LENGTHS = struct.Struct(">HH")
-
-
 def series_parts(org: str, metric: str, tags: Sequence[tuple[str, ...]]) -> list[bytes]:
     """For each tag tuple, the bytes an encoded :class:`Identity` of (org, metric, tags)
     holds after its type and interval; org and metric encoded once."""
@@ -87,7 +85,7 @@ def is_series(raw: bytes, part: bytes) -> bool:
     """Whether the stored identity ``raw`` is the series whose :func:`series_parts` entry
     is ``part``: a byte comparison, no decoding. (False may still be the same series in
     a value written differently; :meth:`Identity.same_series` decides.)"""
-    return raw[_KIND_AND_INTERVAL:] == part
+    return raw[_KIND_INTERVAL.size :] == part
 
 
 def collision_key(sid: int, identity: Identity) -> bytes:
@@ -107,7 +105,7 @@ def tag_prefix(org: str, metric: str) -> bytes:
 
 
 def tag_key(org: str, metric: str, tag: str) -> bytes:
-    return tag_prefix(org, metric) + tag.encode()
+    return tag_keys(org, metric, (tag,))[0]
 
 
 def tag_keys(org: str, metric: str, tags: Iterable[str]) -> list[bytes]:
