@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stores.rocks import blockcodec
 from stores.rocks.blockcodec import (
     KIND_HOURS,
     KIND_MINUTES,
@@ -25,6 +26,13 @@ from stores.rocks.columns import (
     CODEC_XOR,
     _searched_scales,
     decimal_scales,
+    diff_in_group,
+    group_heads,
+    group_ids,
+    group_starts,
+    group_sums,
+    per_group_sum,
+    shift_in_group,
     varint_decode,
     varint_encode,
 )
@@ -232,3 +240,53 @@ def test_decimal_scales_shortcut_agrees_with_the_search(
     assert decimal_scales(integral, np.array([integral.size], np.int64)).tolist() == (
         _searched_scales(integral, np.array([integral.size], np.int64)).tolist()
     )
+
+
+_COUNTS = st.lists(st.integers(0, 7), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_COUNTS, st.data())
+def test_group_primitives_match_their_per_row_definitions(
+    counts_list: list[int], data: st.DataObject
+) -> None:
+    """diff_in_group / group_heads / group_sums (the encoders' row-free forms) against
+    shift_in_group and per_group_sum, which spell them out row by row."""
+    counts = np.array(counts_list, dtype=np.int64)
+    n = int(counts.sum())
+    x = np.array(data.draw(st.lists(st.integers(-(2**40), 2**40), min_size=n, max_size=n)))
+    x = x.astype(np.int64)
+    gid = group_ids(counts)
+    pos = np.arange(n, dtype=np.int64) - group_starts(counts)[gid]
+    for skip in (1, 2):
+        want = x - shift_in_group(x, pos, skip)
+        assert diff_in_group(x, group_heads(counts, skip)).tolist() == want.tolist()
+        assert sorted(group_heads(counts, skip).tolist()) == np.flatnonzero(pos < skip).tolist()
+    assert group_sums(x, counts).tolist() == per_group_sum(x, gid, counts.size).tolist()
+
+
+def test_encoding_in_chunks_gives_the_frames_of_one_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Frames do not depend on how the encoders cut a batch into cache-sized runs, including
+    groups larger than a run and runs that end exactly at a group's end."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 90, 400).astype(np.int64)
+    counts[[3, 50, 51]] = [300, 0, 700]
+    base = HOUR0 + 3600 * np.arange(counts.size, dtype=np.int64)
+    offsets = [np.sort(rng.choice(3600, int(c), replace=False)) for c in counts]
+    ts = (np.repeat(base, counts) + np.concatenate(offsets)).astype(np.int64)
+    value = np.round(rng.normal(50, 20, ts.size), 2)
+    value[::7] = rng.normal(0, 1, value[::7].size)  # some XOR groups among decimal ones
+    rows = RollupRows(
+        counts, ts, rng.integers(1, 9, ts.size), value, value - 1, value + 1, value, ts
+    )
+    whole_blocks = encode_blocks(ts, value, counts, base)
+    whole_rollups = encode_rollups(rows, base, KIND_MINUTES)
+    for chunk in (1, 64, int(counts[:10].sum()), 1000):
+        monkeypatch.setattr(blockcodec, "CHUNK_ROWS", chunk)
+        assert encode_blocks(ts, value, counts, base) == whole_blocks
+        assert encode_rollups(rows, base, KIND_MINUTES) == whole_rollups
+    out = decode_blocks(whole_blocks, base)
+    assert out.ts.tolist() == ts.tolist()
+    assert _bits(out.value) == _bits(value)
