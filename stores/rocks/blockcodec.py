@@ -187,22 +187,37 @@ def decode_blocks(frames: Sequence[bytes], block_start: I64) -> Points:
         v_len = sizes - RAW_HEADER - ts_len
         if np.any(v_len < 0):
             raise CorruptBlock("timestamp stream runs past the end of the block")
-        gid = group_ids(counts)
-        starts = group_starts(counts)
-        dod = unzigzag(varint_decode(buf[ranges(body, ts_len)], int(counts.sum())))
-        pos = np.arange(dod.size, dtype=np.int64) - starts[gid]
-        x0 = dod[starts[counts > 0]]
-        first = np.zeros(counts.size, dtype=np.int64)
-        first[counts > 0] = x0
-        step = np.where(pos == 0, 0, dod)
-        delta = cumsum_in_group(step, gid, starts)
-        x = first[gid] + cumsum_in_group(np.where(pos == 0, 0, delta), gid, starts)
-        value = decode_floats(
-            buf[ranges(body + ts_len, v_len)], v_len, counts, header[:, 6], header[:, 7]
-        )
+        parts = [
+            _decode_raw(buf, header[g], body[g], ts_len[g], v_len[g], counts[g], block_start[g])
+            for g, _ in _chunks(counts)
+        ]
     except CorruptColumn as exc:
         raise CorruptBlock(str(exc)) from exc
-    return Points(counts, x + block_start[gid], value)
+    if len(parts) == 1:
+        return Points(counts, *parts[0])
+    return Points(
+        counts, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    )
+
+
+def _decode_raw(
+    buf: U8, header: U8, body: I64, ts_len: I64, v_len: I64, counts: I64, block_start: I64
+) -> tuple[I64, F64]:
+    """Timestamps and values of some whole blocks of ``buf`` (:func:`decode_blocks`)."""
+    gid = group_ids(counts)
+    starts = group_starts(counts)
+    dod = unzigzag(varint_decode(buf[ranges(body, ts_len)], int(counts.sum())))
+    pos = np.arange(dod.size, dtype=np.int64) - starts[gid]
+    x0 = dod[starts[counts > 0]]
+    first = np.zeros(counts.size, dtype=np.int64)
+    first[counts > 0] = x0
+    step = np.where(pos == 0, 0, dod)
+    delta = cumsum_in_group(step, gid, starts)
+    x = first[gid] + cumsum_in_group(np.where(pos == 0, 0, delta), gid, starts)
+    value = decode_floats(
+        buf[ranges(body + ts_len, v_len)], v_len, counts, header[:, 6], header[:, 7]
+    )
+    return x + block_start[gid], value
 
 
 def encode_rollups(rows: RollupRows, base: I64, kind: int) -> list[bytes]:
