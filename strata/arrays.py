@@ -38,14 +38,21 @@ def part_sums(values: npt.NDArray[np.integer] | npt.NDArray[np.bool_], sizes: I6
 def order_by_sid(sid: npt.NDArray[np.uint64], then: I64) -> npt.NDArray[np.intp]:
     """``np.lexsort((then, sid))``: the stable order by (sid, then), computed faster when, as
     often, each series' rows come in runs already in time order (a client sending several
-    points per series per request; stored blocks). Then one stable sort by sid alone is
-    that very permutation (it keeps each sid's rows in input order), at about half the
-    cost: 7 against 15 ms for 220 000 points of 1 000 series, 16 per series per request.
-    Time-major input (one point per series per message, the agent's shape) has few equal
-    neighbours, and there the two-key sort is the faster (1.3 against 2 ms for 171 000
-    points): it runs directly, as it does when the check after the one sort fails."""
-    if 4 * int(np.count_nonzero(sid[1:] == sid[:-1])) >= sid.size:
-        order = np.argsort(sid, kind="stable")
+    points per series per request; stored blocks). Then a stable sort of the runs by their
+    sid, each run kept whole, is that very permutation (it keeps each sid's rows in input
+    order), and it sorts one key per run instead of per row: 16 points per series per
+    request sort 16 times fewer keys. Time-major input (one point per series per message,
+    the agent's shape) has few equal neighbours, and there the two-key sort is the faster
+    (1.3 against 2 ms for 171 000 points): it runs directly, as it does when the check
+    after the run sort fails."""
+    n = sid.size
+    head = np.ones(n, dtype=bool)
+    np.not_equal(sid[1:], sid[:-1], out=head[1:])
+    if 4 * int(np.count_nonzero(head)) <= 3 * n:  # a quarter of the rows continue a run
+        starts = np.flatnonzero(head)
+        lengths = np.diff(np.append(starts, n))
+        runs = np.argsort(sid[starts], kind="stable")
+        order = ranges(starts[runs], lengths[runs]).astype(np.intp, copy=False)
         s, t = sid[order], then[order]
         if ((s[1:] != s[:-1]) | (t[1:] >= t[:-1])).all():
             return order

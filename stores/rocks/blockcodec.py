@@ -30,13 +30,13 @@ from stores.rocks.columns import (
     group_heads,
     group_ids,
     group_starts,
-    group_sums,
     ranges,
     unzigzag,
     varint_decode,
     varint_encode,
     zigzag,
 )
+from strata.arrays import part_sums
 from strata.rollup import HOUR, MINUTE
 
 VERSION = 1
@@ -156,7 +156,7 @@ def _encode_blocks(ts: I64, value: F64, counts: I64, block_start: I64) -> list[b
     dod = diff_in_group(diff_in_group(ts, first), group_heads(counts, 2))
     dod[first] = ts[first] - block_start[counts > 0]
     ts_bytes, ts_nb = varint_encode(zigzag(dod))
-    ts_len = group_sums(ts_nb, counts)
+    ts_len = part_sums(ts_nb, counts)
     v_bytes, v_len, codec, scale = encode_floats(value, counts)
     header = np.empty((counts.size, RAW_HEADER), dtype=np.uint8)
     header[:, 0] = VERSION
@@ -251,8 +251,8 @@ def _encode_rollups(rows: RollupRows, base: I64, kind: int) -> list[bytes]:
     header[:, 0] = VERSION
     header[:, 1] = kind
     header[:, 2:4] = _le16(counts)
-    cnt_len = group_sums(cnt_nb, counts)
-    off_len = group_sums(off_nb, counts)
+    cnt_len = part_sums(cnt_nb, counts)
+    off_len = part_sums(off_nb, counts)
     header[:, 4:6] = _le16(cnt_len)
     header[:, 6:8] = _le16(off_len)
     parts: list[tuple[U8, I64]] = [(idx, counts), (cnt_bytes, cnt_len), (off_bytes, off_len)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from strata.arrays import part_sums
+
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -54,17 +56,6 @@ def ranges(starts: I64, lengths: I64) -> Idx:
 
 def per_group_sum(values: I64, gid: Idx, groups: int) -> I64:
     return np.bincount(gid, weights=values, minlength=groups).astype(np.int64)
-
-
-def group_sums(values: I64, counts: I64) -> I64:
-    """Sum of every group's values (0 for an empty group), from one running sum: no
-    per-row group ids, and integer all the way (``np.bincount`` weights go through
-    float64)."""
-    running = np.zeros(values.size + 1, dtype=np.int64)
-    np.cumsum(values, out=running[1:])
-    ends: I64 = np.cumsum(counts)
-    sums: I64 = running[ends] - running[ends - counts]
-    return sums
 
 
 def group_heads(counts: I64, skip: int) -> Idx:
@@ -237,7 +228,7 @@ def encode_floats(v: F64, counts: I64) -> tuple[U8, I64, U8, U8]:
         # row needs its group (a scale other than 0): no row-wide group ids or positions.
         m = (np.rint(v * np.repeat(POW10[scale], counts)) if scale.any() else v).astype(np.int64)
         data, nbytes = varint_encode(zigzag(diff_in_group(m, group_heads(counts, 1))))
-        return data, group_sums(nbytes, counts), np.zeros(groups, np.uint8), scale.astype(np.uint8)
+        return data, part_sums(nbytes, counts), np.zeros(groups, np.uint8), scale.astype(np.uint8)
     gid = group_ids(counts)
     starts = group_starts(counts)
     pos = np.arange(v.size, dtype=np.int64) - starts[gid]

@@ -40,17 +40,30 @@ def test_part_sums_of_ints_and_of_flags(sizes: list[int], data: st.DataObject) -
 
 @given(
     st.lists(st.tuples(st.integers(0, 3), st.integers(-3, 3)), max_size=40),
-    st.sampled_from(["as drawn", "time-major", "series runs", "series runs, time reversed"]),
+    st.sampled_from(
+        [
+            "as drawn",
+            "time-major",
+            "series runs",
+            "series runs, time reversed",
+            "series runs per time window",
+        ]
+    ),
 )
 def test_order_by_sid_is_the_two_key_lexsort(rows: list[tuple[int, int]], shape: str) -> None:
     """The same permutation as lexsort, whichever sort it takes: time-major rows (few equal
-    neighbours), runs of a series in time order (one stable sort suffices) or not."""
+    neighbours), runs of a series in time order (one stable sort of the runs suffices,
+    also when a series' runs are spread over the batch) or not."""
     if shape == "time-major":
         rows = sorted(rows, key=lambda r: r[1])
     elif shape == "series runs":
         rows = sorted(rows)
     elif shape == "series runs, time reversed":
         rows = sorted(rows, key=lambda r: (r[0], -r[1]))
+    elif shape == "series runs per time window":
+        # Each series' rows of a window together, in time order, and the series again in
+        # the next window: a batch of several requests of several points per series.
+        rows = sorted(rows, key=lambda r: (r[1] // 3, r[0], r[1]))
     sid = np.array([r[0] for r in rows], dtype=np.uint64) * np.uint64(2**61)
     then = np.array([r[1] for r in rows], dtype=np.int64)
     assert order_by_sid(sid, then).tolist() == np.lexsort((then, sid)).tolist()

@@ -30,12 +30,12 @@ from stores.rocks.columns import (
     group_heads,
     group_ids,
     group_starts,
-    group_sums,
     per_group_sum,
     shift_in_group,
     varint_decode,
     varint_encode,
 )
+from strata.arrays import part_sums
 
 F64 = npt.NDArray[np.float64]
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -250,7 +250,7 @@ _COUNTS = st.lists(st.integers(0, 7), max_size=12)
 def test_group_primitives_match_their_per_row_definitions(
     counts_list: list[int], data: st.DataObject
 ) -> None:
-    """diff_in_group / group_heads / group_sums (the encoders' row-free forms) against
+    """diff_in_group / group_heads and part_sums (the encoders' row-free forms) against
     shift_in_group and per_group_sum, which spell them out row by row."""
     counts = np.array(counts_list, dtype=np.int64)
     n = int(counts.sum())
@@ -262,7 +262,7 @@ def test_group_primitives_match_their_per_row_definitions(
         want = x - shift_in_group(x, pos, skip)
         assert diff_in_group(x, group_heads(counts, skip)).tolist() == want.tolist()
         assert sorted(group_heads(counts, skip).tolist()) == np.flatnonzero(pos < skip).tolist()
-    assert group_sums(x, counts).tolist() == per_group_sum(x, gid, counts.size).tolist()
+    assert part_sums(x, counts).tolist() == per_group_sum(x, gid, counts.size).tolist()
 
 
 def test_encoding_in_chunks_gives_the_frames_of_one_pass(
