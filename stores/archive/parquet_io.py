@@ -91,13 +91,17 @@ def points_table(batches: Sequence[PointBatch]) -> pa.Table:
         return POINTS_SCHEMA.empty_table()
     keys = sorted({(b.org, b.metric) for b in batches})
     rank = {k: i for i, k in enumerate(keys)}
-    code = np.concatenate(
-        [np.full(len(b), rank[(b.org, b.metric)], dtype=np.int32) for b in batches]
+    # Each batch is one (org, metric): order the batches, not their points, by its rank.
+    # The order inside a key does not matter, as resolve's answer does not depend on it.
+    ranked = sorted(batches, key=lambda b: rank[(b.org, b.metric)])
+    code = np.repeat(
+        np.array([rank[(b.org, b.metric)] for b in ranked], dtype=np.int32),
+        [len(b) for b in ranked],
     )
-    sid = np.concatenate([b.sid for b in batches])
-    ts = np.concatenate([b.ts for b in batches])
-    value = np.concatenate([b.value for b in batches])
-    return _resolved_table(keys, code, sid, ts, value)
+    sid = np.concatenate([b.sid for b in ranked])
+    ts = np.concatenate([b.ts for b in ranked])
+    value = np.concatenate([b.value for b in ranked])
+    return _grouped_resolved_table(keys, code, sid, ts, value)
 
 
 def _resolved_table(
@@ -107,11 +111,22 @@ def _resolved_table(
     ts: npt.NDArray[np.int64],
     value: npt.NDArray[np.float64],
 ) -> pa.Table:
+    """Rows of any order -> the table sorted by (org, metric, sid, ts), one row per point."""
+    order = np.argsort(code, kind="stable")
+    return _grouped_resolved_table(keys, code[order], sid[order], ts[order], value[order])
+
+
+def _grouped_resolved_table(
+    keys: Sequence[tuple[str, str]],
+    code: npt.NDArray[np.int32],
+    sid: npt.NDArray[np.uint64],
+    ts: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+) -> pa.Table:
+    """:func:`_resolved_table` of rows already in ascending ``code`` order."""
     # Resolve per (org, metric): sids are only unique within one. One resolve call per
     # key, not per point; keys are ranked so the concatenation is sorted by (org, metric).
     parts_c, parts_s, parts_t, parts_v = [], [], [], []
-    order = np.argsort(code, kind="stable")
-    code, sid, ts, value = code[order], sid[order], ts[order], value[order]
     bounds = np.flatnonzero(np.diff(code)) + 1
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, code.size], strict=True):
         s, t, v = resolve(sid[lo:hi], ts[lo:hi], value[lo:hi])

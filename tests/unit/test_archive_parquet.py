@@ -142,3 +142,43 @@ def test_garbage_is_unreadable() -> None:
     pq.write_table(pa.table({"x": [1]}), plain)
     with pytest.raises(UnreadableObject):
         read_meta(plain.getvalue().to_pybytes())
+
+
+def test_points_table_is_the_conflict_rule_per_point_whatever_the_batch_order() -> None:
+    """Many batches of a few (org, metric) keys, interleaved, with duplicate points within
+    and across batches (and the same sid under two keys): one row per (org, metric, sid,
+    ts), the conflict rule's winner, sorted; the same table for any order of the batches."""
+    rng = np.random.default_rng(11)
+    keys = [("acme", "cpu"), ("acme", "mem"), ("globex", "cpu"), ("b", "a")]
+    batches = []
+    for _ in range(60):
+        org, metric = keys[int(rng.integers(len(keys)))]
+        n = int(rng.integers(0, 30))
+        batches.append(
+            PointBatch(
+                org,
+                metric,
+                rng.integers(1, 6, n).astype(np.uint64),
+                (1_700_000_000 + 10 * rng.integers(0, 8, n)).astype(np.int64),
+                rng.choice([-3.0, -1.0, 0.0, -0.0, 1.0, 2.5, 3.0], n),
+            )
+        )
+    want: dict[tuple[str, str, int, int], float] = {}
+    for b in batches:
+        for s, t, v in zip(b.sid.tolist(), b.ts.tolist(), b.value.tolist(), strict=True):
+            k = (b.org, b.metric, s, t)
+            old = want.get(k)
+            # The conflict rule: larger |value|, then larger value, then +0.0 over -0.0.
+            if old is None or (abs(v), v, not np.signbit(v)) > (abs(old), old, not np.signbit(old)):
+                want[k] = v
+    rows = sorted(want.items())
+    table = points_table(batches)
+    assert table.column("org").to_pylist() == [k[0] for k, _ in rows]
+    assert table.column("metric").to_pylist() == [k[1] for k, _ in rows]
+    assert table.column("sid").to_pylist() == [k[2] for k, _ in rows]
+    assert table.column("ts").to_pylist() == [k[3] for k, _ in rows]
+    got = table.column("value").to_numpy()
+    assert got.view(np.uint64).tolist() == np.array([v for _, v in rows]).view(np.uint64).tolist()
+    for _ in range(3):
+        shuffled = [batches[i] for i in rng.permutation(len(batches))]
+        assert points_table(shuffled).equals(table)
