@@ -49,8 +49,7 @@ MAX_ROWS = 0xFFFF
 #: Rows encoded per pass. Every step of the encoders is a numpy pass over all rows, with
 #: temporaries; a batch of a few hundred thousand points makes them megabytes each and the
 #: passes run at memory speed. In runs of whole groups of about this many rows they stay
-#: in the core's cache (2-4x faster per row, docs/benchmarks.md), and the frames come out
-#: the same.
+#: in the core's cache (measured in docs/rocks.md), and the frames come out the same.
 CHUNK_ROWS = 16_384
 
 
