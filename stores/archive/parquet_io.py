@@ -101,7 +101,7 @@ def points_table(batches: Sequence[PointBatch]) -> pa.Table:
     sid = np.concatenate([b.sid for b in ranked])
     ts = np.concatenate([b.ts for b in ranked])
     value = np.concatenate([b.value for b in ranked])
-    return _grouped_resolved_table(keys, code, sid, ts, value)
+    return _resolved_table(keys, code, sid, ts, value, grouped=True)
 
 
 def _resolved_table(
@@ -110,20 +110,14 @@ def _resolved_table(
     sid: npt.NDArray[np.uint64],
     ts: npt.NDArray[np.int64],
     value: npt.NDArray[np.float64],
+    *,
+    grouped: bool = False,
 ) -> pa.Table:
-    """Rows of any order -> the table sorted by (org, metric, sid, ts), one row per point."""
-    order = np.argsort(code, kind="stable")
-    return _grouped_resolved_table(keys, code[order], sid[order], ts[order], value[order])
-
-
-def _grouped_resolved_table(
-    keys: Sequence[tuple[str, str]],
-    code: npt.NDArray[np.int32],
-    sid: npt.NDArray[np.uint64],
-    ts: npt.NDArray[np.int64],
-    value: npt.NDArray[np.float64],
-) -> pa.Table:
-    """:func:`_resolved_table` of rows already in ascending ``code`` order."""
+    """Rows -> the table sorted by (org, metric, sid, ts), one row per point; ``grouped``:
+    the rows are in ascending ``code`` order already."""
+    if not grouped:
+        order = np.argsort(code, kind="stable")
+        code, sid, ts, value = code[order], sid[order], ts[order], value[order]
     # Resolve per (org, metric): sids are only unique within one. One resolve call per
     # key, not per point; keys are ranked so the concatenation is sorted by (org, metric).
     parts_c, parts_s, parts_t, parts_v = [], [], [], []
