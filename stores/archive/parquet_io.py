@@ -115,6 +115,8 @@ def _resolved_table(
 ) -> pa.Table:
     """Rows -> the table sorted by (org, metric, sid, ts), one row per point; ``grouped``:
     the rows are in ascending ``code`` order already."""
+    if code.size == 0:  # e.g. only empty points messages: valid, and nothing to resolve
+        return POINTS_SCHEMA.empty_table()
     if not grouped:
         order = np.argsort(code, kind="stable")
         code, sid, ts, value = code[order], sid[order], ts[order], value[order]

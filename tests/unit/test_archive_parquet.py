@@ -182,3 +182,15 @@ def test_points_table_is_the_conflict_rule_per_point_whatever_the_batch_order() 
     for _ in range(3):
         shuffled = [batches[i] for i in rng.permutation(len(batches))]
         assert points_table(shuffled).equals(table)
+
+
+def test_points_table_of_empty_batches_is_an_empty_table() -> None:
+    """A points message may hold no points (the codec allows it): a buffer of only such
+    messages makes an empty object instead of failing its upload over and over."""
+    empty = PointBatch(
+        "acme", "cpu", np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.float64)
+    )
+    table = points_table([empty, empty])
+    assert table.num_rows == 0
+    assert table.schema.equals(POINTS_SCHEMA)
+    assert merge_points([table]).num_rows == 0
