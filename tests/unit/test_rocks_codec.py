@@ -282,9 +282,10 @@ def test_encoding_in_chunks_gives_the_frames_of_one_pass(
     rows = RollupRows(
         counts, ts, rng.integers(1, 9, ts.size), value, value - 1, value + 1, value, ts
     )
+    monkeypatch.setattr(blockcodec, "CHUNK_ROWS", ts.size)  # one pass: the reference
     whole_blocks = encode_blocks(ts, value, counts, base)
     whole_rollups = encode_rollups(rows, base, KIND_MINUTES)
-    for chunk in (1, 64, int(counts[:10].sum()), 1000):
+    for chunk in (1, 64, int(counts[:10].sum()), 1000, 16_384):
         monkeypatch.setattr(blockcodec, "CHUNK_ROWS", chunk)
         assert encode_blocks(ts, value, counts, base) == whole_blocks
         assert encode_rollups(rows, base, KIND_MINUTES) == whole_rollups
