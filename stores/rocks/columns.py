@@ -54,10 +54,6 @@ def ranges(starts: I64, lengths: I64) -> Idx:
     return (starts[gid] + inner).astype(np.intp)
 
 
-def per_group_sum(values: I64, gid: Idx, groups: int) -> I64:
-    return np.bincount(gid, weights=values, minlength=groups).astype(np.int64)
-
-
 def group_heads(counts: I64, skip: int) -> Idx:
     """Rows at positions ``0 .. skip-1`` of their group (those a group has)."""
     starts = group_starts(counts)
@@ -224,18 +220,16 @@ def encode_floats(v: F64, counts: I64) -> tuple[U8, I64, U8, U8]:
     decimal_group = scale >= 0
     if decimal_group.all():
         # Every group decimal (the usual case): no selection of rows, and the stream is
-        # the varints as they come, already in group order. Per-group work only where a
-        # row needs its group (a scale other than 0): no row-wide group ids or positions.
-        m = (np.rint(v * np.repeat(POW10[scale], counts)) if scale.any() else v).astype(np.int64)
-        data, nbytes = varint_encode(zigzag(diff_in_group(m, group_heads(counts, 1))))
-        return data, part_sums(nbytes, counts), np.zeros(groups, np.uint8), scale.astype(np.uint8)
+        # the varints as they come, already in group order.
+        data, out_len = _decimal_varints(v, counts, scale)
+        return data, out_len, np.zeros(groups, np.uint8), scale.astype(np.uint8)
     gid = group_ids(counts)
     starts = group_starts(counts)
     pos = np.arange(v.size, dtype=np.int64) - starts[gid]
     is_dec = decimal_group[gid]
     # Decimal rows.
     dec_rows = np.flatnonzero(is_dec)
-    dec_bytes, out_len = _decimal_varints(v[dec_rows], gid[dec_rows], pos[dec_rows], scale, groups)
+    dec_bytes, out_len = _decimal_varints(v[dec_rows], np.where(decimal_group, counts, 0), scale)
     # XOR rows.
     xor_rows = np.flatnonzero(~is_dec)
     bits = v[xor_rows].view(np.int64)
@@ -262,17 +256,16 @@ def encode_floats(v: F64, counts: I64) -> tuple[U8, I64, U8, U8]:
     return stream, out_len, codec, np.maximum(scale, 0).astype(np.uint8)
 
 
-def _decimal_varints(
-    v: F64, gid: Idx, pos: I64, scale: npt.NDArray[np.int16], groups: int
-) -> tuple[U8, I64]:
-    """Zigzag varints of the in-group deltas of ``rint(v * 10**scale)`` for rows of
-    decimal groups (``gid``, ``pos``: each row's group and position in it), and the bytes
-    each group took."""
+def _decimal_varints(v: F64, counts: I64, scale: npt.NDArray[np.int16]) -> tuple[U8, I64]:
+    """Zigzag varints of the in-group deltas of ``rint(v * 10**scale)`` for the rows of
+    decimal groups (``counts``: each group's rows in ``v``, 0 for a group that is not
+    decimal), and the bytes each group took. Per-group work only where a row needs its
+    group (a scale above 0): no row-wide group ids or positions."""
     # At scale 0 everywhere the values are integers already (decimal_scales checked them).
-    m = (np.rint(v * POW10[scale[gid]]) if scale.any() else v).astype(np.int64)
-    delta = m - shift_in_group(m, pos, 1)
-    data, nbytes = varint_encode(zigzag(delta))
-    return data, per_group_sum(nbytes, gid, groups)
+    if (scale > 0).any():
+        v = np.rint(v * np.repeat(POW10[np.maximum(scale, 0)], counts))
+    data, nbytes = varint_encode(zigzag(diff_in_group(v.astype(np.int64), group_heads(counts, 1))))
+    return data, part_sums(nbytes, counts)
 
 
 def decode_floats(stream: U8, lengths: I64, counts: I64, codec: U8, scale: U8) -> F64:

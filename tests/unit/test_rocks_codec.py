@@ -30,12 +30,10 @@ from stores.rocks.columns import (
     group_heads,
     group_ids,
     group_starts,
-    per_group_sum,
     shift_in_group,
     varint_decode,
     varint_encode,
 )
-from strata.arrays import part_sums
 
 F64 = npt.NDArray[np.float64]
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -247,11 +245,11 @@ _COUNTS = st.lists(st.integers(0, 7), max_size=12)
 
 @settings(max_examples=300, deadline=None)
 @given(_COUNTS, st.data())
-def test_group_primitives_match_their_per_row_definitions(
+def test_group_differences_match_their_per_row_definition(
     counts_list: list[int], data: st.DataObject
 ) -> None:
-    """diff_in_group / group_heads and part_sums (the encoders' row-free forms) against
-    shift_in_group and per_group_sum, which spell them out row by row."""
+    """diff_in_group at group_heads (the encoders' row-free form) against shift_in_group,
+    which spells it out row by row (part_sums is checked in tests/property/test_arrays.py)."""
     counts = np.array(counts_list, dtype=np.int64)
     n = int(counts.sum())
     x = np.array(data.draw(st.lists(st.integers(-(2**40), 2**40), min_size=n, max_size=n)))
@@ -262,7 +260,6 @@ def test_group_primitives_match_their_per_row_definitions(
         want = x - shift_in_group(x, pos, skip)
         assert diff_in_group(x, group_heads(counts, skip)).tolist() == want.tolist()
         assert sorted(group_heads(counts, skip).tolist()) == np.flatnonzero(pos < skip).tolist()
-    assert part_sums(x, counts).tolist() == per_group_sum(x, gid, counts.size).tolist()
 
 
 def test_encoding_in_chunks_gives_the_frames_of_one_pass(
