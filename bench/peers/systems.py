@@ -161,6 +161,7 @@ class System(Protocol):
 
     def pids(self) -> list[int]: ...
     def target(self) -> WriteTarget: ...
+    def applied(self, since: float, timeout: float) -> str: ...
     def count(self, ds: DataSet) -> int: ...
     def settle(self, since: float, points: int) -> str: ...
     def query(self, client: httpx.Client, case: Case) -> tuple[float, str | None, str]: ...
@@ -191,6 +192,23 @@ class _Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+# The stores a count over the data set's hours reads: the point tiers that hold them (RAM for
+# the last hours, rocks for days) and the indexes that resolve ``{*}`` to series.
+APPLIED_STORES = ("ram", "rocks", "tags", "inverted")
+APPLIED_POLL_SECONDS = 0.1  # a /health answer is a dict copy; heartbeats come every second
+
+
+def incomplete(kind: str, health: dict[str, Any], since_ms: float) -> str:
+    """What a store's ``GET /health`` says is not yet complete through ``since_ms``: its
+    partitions whose heartbeat watermark is older, or that it reports none (unknown is
+    never complete); ``""`` when every partition it owns is."""
+    marks: dict[str, dict[str, Any]] = health.get("watermarks") or {}
+    if not marks:
+        return f"{kind}: no watermarks yet"
+    late = sorted(int(p) for p, m in marks.items() if m["complete_through_ms"] < since_ms)
+    return f"{kind}: partitions {late} behind" if late else ""
 
 
 # --- Strata ---------------------------------------------------------------------------------------
@@ -259,6 +277,32 @@ class Strata:
             "DD-APPLICATION-KEY": self.endpoints["app_key"],
         }
         return httpx.Client(base_url=self.endpoints["query"], headers=headers, timeout=120.0)
+
+    def applied(self, since: float, timeout: float) -> str:
+        """Wait until the stores a count query reads say, by their heartbeat watermarks
+        (``GET /health``, docs/heartbeats.md), that every partition is complete through
+        ``since`` (Unix s): everything answered 202 before it is applied. This is how a
+        Strata user knows data is complete (the monitor evaluator's gate); polling the count
+        query instead would make each poll's reads part of the measured ingest CPU, where
+        the peers are asked once. ``""`` once they all are, else what is still behind
+        (the caller then counts anyway)."""
+        comps = self.endpoints["components"]
+        since_ms = since * 1000
+        behind: list[str] = []
+
+        def complete() -> bool:
+            behind.clear()
+            for kind in APPLIED_STORES:
+                health = httpx.get(f"{comps[kind]}/health", timeout=5.0).json()
+                problem = incomplete(kind, health, since_ms)
+                if problem:
+                    behind.append(problem)
+            return not behind
+
+        deadline = time.monotonic() + timeout
+        while not complete() and time.monotonic() < deadline:
+            time.sleep(APPLIED_POLL_SECONDS)
+        return "; ".join(behind)
 
     def count(self, ds: DataSet) -> int:
         """Points of the data set the query API returns: per metric the hourly count
@@ -439,6 +483,9 @@ class Prometheus:
         result = resp.json()["data"]["result"] if resp.status_code == 200 else []
         return int(float(result[0]["value"][1])) if result else -1
 
+    def applied(self, since: float, timeout: float) -> str:
+        return ""  # remote write answers once the samples are in the head, queryable
+
     def settle(self, since: float, points: int) -> str:
         return "nothing to wait for: remote write answers once samples are in the head"
 
@@ -544,6 +591,9 @@ class Influx:
             return -1
         series = resp.json()["results"][0].get("series", [])
         return int(sum(v for v in series[0]["values"][0][1:] if v)) if series else 0
+
+    def applied(self, since: float, timeout: float) -> str:
+        return ""  # /write answers once the points are in the WAL and cache, queryable
 
     def _files(self) -> tuple[int, int, int]:
         data = self.data_dir / "data" / INFLUX_DB

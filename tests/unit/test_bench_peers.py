@@ -21,6 +21,7 @@ import pytest
 
 from bench.machine import keep_logs
 from bench.peers import line_protocol, plan, remote_write
+from bench.peers.systems import incomplete
 from bench.workload import CPU_FIELDS
 
 # --- an independent protobuf wire reader and snappy decoder ------------------------------
@@ -389,3 +390,25 @@ def test_keep_logs_copies_the_logs_of_a_run_and_nothing_else(tmp_path: Path) -> 
     ]
     assert (kept / "strata/data/logs/query.log").read_text() == "partial answer: x\n"
     assert keep_logs(tmp_path / "empty", "x-", tmp_path) is None
+
+
+def _health(**marks: int) -> dict[str, Any]:
+    """A store's /health answer with these partitions' watermarks (ms)."""
+    return {
+        "status": "ok",
+        "watermarks": {
+            p.lstrip("p"): {"complete_through_ms": ms, "lag_seconds": 0.5}
+            for p, ms in marks.items()
+        },
+    }
+
+
+def test_incomplete_names_the_partitions_behind_the_last_answer() -> None:
+    """The bench counts Strata's points once its stores' watermarks pass the last 202."""
+    assert incomplete("rocks", _health(p0=2_000, p1=2_500), 2_000.0) == ""
+    assert incomplete("rocks", _health(p0=2_000, p10=1_999, p2=1_000), 2_000.0) == (
+        "rocks: partitions [2, 10] behind"
+    )
+    # No watermark yet (no heartbeat applied, or a store without them) is never complete.
+    assert incomplete("ram", {"status": "ok", "watermarks": {}}, 0.0) == "ram: no watermarks yet"
+    assert incomplete("ram", {"status": "ok"}, 0.0) == "ram: no watermarks yet"
