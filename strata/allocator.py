@@ -14,7 +14,12 @@ the next request or batch page-faults them in again and the kernel zeroes every 
 - rocks: 170 000 to 280 000 minor faults in bench_peers' 4.32 M-point ingest, the kernel
   zeroing each page (``perf``: ``clear_page_erms``), and 0.4 to 0.5 s of system time
   (1.0 to 1.3 s in other runs) against 1.8 to 2.0 s of user time; 110 000 faults and
-  0.33 s with these thresholds (docs/benchmarks.md, "Sixth session").
+  0.33 s with 16 MB / 32 MB thresholds (docs/benchmarks.md, "Sixth session").
+- Columns of a large batch (a catch-up, a Parquet write) reach tens of MB: above a 16 MB
+  mmap threshold they were mapped afresh every time. With 64 MB / 128 MB, the system time
+  of every strata up process in bench_peers' ingest fell from 1.35-1.8 s to 0.75-0.96 s
+  (rocks 0.25-0.52 to 0.08-0.15 s, the archive 0.33-0.35 to 0.04-0.17 s), resident memory
+  the same (1.30-1.32 GB in all) (docs/benchmarks.md, "Eighth session").
 
 Raising both thresholds keeps freed buffers for the next request or batch. The cost is
 memory held rather than returned: each malloc arena keeps up to :data:`TRIM_THRESHOLD` of
@@ -28,8 +33,8 @@ import ctypes
 import logging
 import platform
 
-MMAP_THRESHOLD = 16 << 20  # bytes; glibc's default is 128 KB, adjusted upwards on frees
-TRIM_THRESHOLD = 32 << 20  # bytes; glibc's default is 128 KB (twice the mmap threshold)
+MMAP_THRESHOLD = 64 << 20  # bytes; glibc's default is 128 KB, adjusted upwards on frees
+TRIM_THRESHOLD = 128 << 20  # bytes; glibc's default is 128 KB (twice the mmap threshold)
 
 # mallopt(3) parameter numbers, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
