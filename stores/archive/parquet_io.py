@@ -278,7 +278,7 @@ def to_parquet(table: pa.Table, metadata: dict[str, str], row_group_rows: int) -
         compression="zstd",
         write_statistics=True,
         row_group_size=row_group_rows,
-        use_dictionary=[n for n in table.schema.names if n not in encodings],
+        use_dictionary=_dictionary_columns(table.schema, encodings),
         column_encoding=encodings,
     )
     return bytes(sink.getvalue().to_pybytes())
@@ -292,6 +292,17 @@ def column_encodings(schema: pa.Schema) -> dict[str, str]:
     (byte-stream-split measured 1.63 against 1.35 bytes per point on bench_archive's
     gauges; docs/archive.md)."""
     return {f.name: "DELTA_BINARY_PACKED" for f in schema if pa.types.is_int64(f.type)}
+
+
+def _dictionary_columns(schema: pa.Schema, encoded: dict[str, str]) -> list[str]:
+    """The Parquet columns (leaf paths) of the fields not in ``encoded``: the writer names
+    a list's values ``<name>.list.element``, and a top-level name alone would leave them
+    without their dictionary."""
+    return [
+        f"{f.name}.list.element" if pa.types.is_list(f.type) else f.name
+        for f in schema
+        if f.name not in encoded
+    ]
 
 
 def points_metadata(table: pa.Table, extra: dict[str, str]) -> dict[str, str]:

@@ -13,6 +13,7 @@ import pytest
 from stores.archive.parquet_io import (
     POINTS_FORMAT,
     POINTS_SCHEMA,
+    SERIES_FORMAT,
     UnreadableObject,
     merge_points,
     points_metadata,
@@ -141,6 +142,16 @@ def test_series_table() -> None:
     )
     t = series_table([b])
     assert t["tags"].to_pylist() == [["env:prod", "host:a"], []]
+    # Written, the bucket is delta-encoded and every other column, the tags' values
+    # included, keeps its dictionary; it reads back the same.
+    data = to_parquet(t, {"strata.format": SERIES_FORMAT}, 1024)
+    f = pq.ParquetFile(pa.BufferReader(data))
+    rg = f.metadata.row_group(0)
+    encodings = {rg.column(i).path_in_schema: rg.column(i).encodings for i in range(7)}
+    assert "DELTA_BINARY_PACKED" in encodings.pop("bucket")
+    assert set(encodings) == {"org", "metric", "sid", "mtype", "interval", "tags.list.element"}
+    assert all("RLE_DICTIONARY" in e for e in encodings.values())
+    assert f.read().to_pydict() == t.to_pydict()
 
 
 def test_garbage_is_unreadable() -> None:
